@@ -1,0 +1,8 @@
+"""Subcommands. Each module defines `register(subparsers)` that adds its parser(s) and sets
+`func` to a handler taking the parsed args and returning an exit code."""
+
+from types import ModuleType
+
+from . import data
+
+COMMAND_MODULES: list[ModuleType] = [data]
