@@ -1,0 +1,71 @@
+"""One judged comparison as the runner writes it (a line of comparisons.jsonl) and scoring reads it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .plan import Comparison
+from .verdicts import Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class JudgedComparison:
+    comparison: Comparison
+    # cache key of the request (the raw answer lives in the cache under it)
+    key: str
+    verdict: Verdict
+    # the completion's finish_reason: stop | length | content_filter | refused | error
+    finish_reason: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    attempts: int = 1
+    # answered from the cache in this run (no request made)
+    cached: bool = False
+
+    def to_json(self) -> str:
+        c = self.comparison
+        d: dict[str, Any] = {
+            "id": c.id,
+            "item_uid": c.item_uid,
+            "kind": c.kind,
+            "shown": list(c.shown),
+            "variant": c.variant,
+            "sample": c.sample_index,
+            "key": self.key,
+            "verdict": {k: v for k, v in asdict(self.verdict).items() if v is not None},
+            "finish_reason": self.finish_reason,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": self.cost_usd,
+            "latency_s": self.latency_s,
+            "attempts": self.attempts,
+            "cached": self.cached,
+        }
+        return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> JudgedComparison:
+        d = json.loads(line)
+        v = d["verdict"]
+        return cls(
+            comparison=Comparison(d["item_uid"], d["kind"], tuple(d["shown"]), d["variant"], d["sample"]),
+            key=d["key"],
+            verdict=Verdict(
+                kind=v["kind"],
+                choice=v.get("choice"),
+                score=v.get("score"),
+                probs=tuple(v["probs"]) if v.get("probs") is not None else None,
+                reason=v.get("reason", ""),
+            ),
+            finish_reason=d["finish_reason"],
+            input_tokens=d.get("input_tokens", 0),
+            output_tokens=d.get("output_tokens", 0),
+            cost_usd=d.get("cost_usd", 0.0),
+            latency_s=d.get("latency_s", 0.0),
+            attempts=d.get("attempts", 1),
+            cached=d.get("cached", False),
+        )
