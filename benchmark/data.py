@@ -4,14 +4,20 @@ validation that names the file, the record and the field, and seeded, stable sel
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
-import json
-from collections.abc import Iterable, Iterator, Sequence
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from judges.base import Message
+# orjson parses the 93 MB of RMB JSON about twice as fast as the json module; that is most
+# of the load time
+import orjson
+
+from judges.base import Message, Role
 from judges.errors import UserError
 
 SetName = Literal["pairwise", "bon"]
@@ -101,81 +107,230 @@ PREFERRED = {"chosen", "best"}  # the candidate id a correct judge prefers
 
 # ---------------------------------------------------------------- parsing records
 
+_ROLES: dict[str, Role] = {"user": "user", "assistant": "assistant", "system": "system"}
+
+
+def _label(file: Path | str, index: int) -> str:
+    # JSONL records are named by line (what an editor shows), JSON records by list index
+    return f"line {index + 1}" if str(file).endswith(".jsonl") else f"record {index}"
+
 
 def _record_error(file: Path | str, index: int, uid: Any, field: str, what: str) -> DataError:
-    who = f"record {index}" + (f" (uid {uid})" if uid is not None else "")
+    who = _label(file, index)
+    if uid is not None:
+        who += f" (uid {uid})"
     return DataError(f"{file}: {who}: field '{field}': {what}")
 
 
-def _text(rec: dict[str, Any], key: str, fail: Any) -> str:
-    v = rec.get(key)
-    if not isinstance(v, str):
-        raise fail(key, "missing" if v is None else f"expected a string, got {type(v).__name__}")
-    return v
+def _kind(v: Any) -> str:
+    return "null" if v is None else type(v).__name__
 
 
-def _response(obj: Any, field: str, fail: Any) -> Response:
-    if not isinstance(obj, dict):
-        raise fail(field, "missing" if obj is None else f"expected an object with 'answer', got {type(obj).__name__}")
+class _Where:
+    """Where a record came from; builds the one-line error only when one is needed."""
+
+    __slots__ = ("file", "index", "uid")
+
+    def __init__(self, file: Path | str, index: int, uid: Any) -> None:
+        self.file, self.index, self.uid = file, index, uid
+
+    def error(self, field: str, what: str) -> DataError:
+        return _record_error(self.file, self.index, self.uid, field, what)
+
+    def missing_or_type(
+        self, obj: dict[str, Any], key: str, field: str, expected: str
+    ) -> DataError:
+        what = "missing" if key not in obj else f"expected {expected}, got {_kind(obj[key])}"
+        return self.error(field, what)
+
+
+def _response(obj: Any, field: str, where: _Where) -> Response:
+    if type(obj) is not dict:
+        what = "missing" if obj is None else f"expected an object with 'answer', got {_kind(obj)}"
+        raise where.error(field, what)
     answer = obj.get("answer")
-    if not isinstance(answer, str):
-        raise fail(f"{field}.answer", "missing" if answer is None else f"expected a string, got {type(answer).__name__}")
+    if type(answer) is not str:
+        raise where.missing_or_type(obj, "answer", f"{field}.answer", "a string")
     name = obj.get("llm_name", "")
-    return Response(model=name if isinstance(name, str) else str(name), text=answer)
+    # a few dozen model names repeat across 50k responses: share one string each
+    return Response(sys.intern(name if type(name) is str else str(name)), answer)
 
 
-def _conversation(obj: Any, fail: Any) -> tuple[Message, ...]:
-    if not isinstance(obj, list) or not obj:
-        raise fail("conversation_input", "expected a non-empty list of messages")
+def _conversation(obj: Any, where: _Where) -> tuple[Message, ...]:
+    if type(obj) is not list or not obj:
+        what = "missing" if obj is None else "expected a non-empty list of messages"
+        raise where.error("conversation_input", what)
     out = []
     for i, m in enumerate(obj):
-        f = f"conversation_input[{i}]"
-        if not isinstance(m, dict):
-            raise fail(f, f"expected an object, got {type(m).__name__}")
-        role, content = m.get("role"), m.get("content")
-        if role not in ("user", "assistant", "system"):
-            raise fail(f"{f}.role", f"expected 'user' or 'assistant', got {role!r}")
-        if not isinstance(content, str):
-            raise fail(f"{f}.content", "missing" if content is None else f"expected a string, got {type(content).__name__}")
+        if type(m) is not dict:
+            raise where.error(f"conversation_input[{i}]", f"expected an object, got {_kind(m)}")
+        role = _ROLES.get(m.get("role"))  # type: ignore[arg-type]
+        content = m.get("content")
+        if role is None:
+            what = f"expected 'user', 'assistant' or 'system', got {m.get('role')!r}"
+            raise where.error(f"conversation_input[{i}].role", what)
+        if type(content) is not str:
+            raise where.missing_or_type(
+                m, "content", f"conversation_input[{i}].content", "a string"
+            )
         out.append(Message(role, content))
     if out[-1].role != "user":
-        raise fail("conversation_input", "the last message must be from the user")
+        raise where.error(
+            "conversation_input",
+            f"the last message must be from the user, got {out[-1].role!r}",
+        )
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=4096)
+def _category(path: str) -> Category:
+    # every record of a file repeats the same category_path: parse each one once
+    return Category.parse(path)
+
+
 def parse_record(rec: Any, file: Path | str, index: int, category_path: str | None = None) -> Item:
-    """One RMB record (pairwise: pair_uid/chosen/reject; BoN: bon_uid/bon_best/loser_list)."""
-    if not isinstance(rec, dict):
-        raise DataError(f"{file}: record {index}: expected a JSON object, got {type(rec).__name__}")
+    """One RMB record (pairwise: pair_uid/chosen/reject; BoN: bon_uid/bon_best/loser_list).
+
+    `category_path` is used when the record has none (e.g. taken from the file's location)."""
+    if type(rec) is not dict:
+        raise _record_error(
+            file, index, None, "(record)", f"expected a JSON object, got {_kind(rec)}"
+        )
     is_bon = "bon_uid" in rec or "bon_best" in rec or "loser_list" in rec
     uid_key = "bon_uid" if is_bon else "pair_uid"
     raw_uid = rec.get(uid_key)
-
-    def fail(field: str, what: str) -> DataError:
-        return _record_error(file, index, raw_uid, field, what)
-
-    if not isinstance(raw_uid, str | int) or isinstance(raw_uid, bool):
-        raise fail(uid_key, "missing" if raw_uid is None else f"expected a string, got {type(raw_uid).__name__}")
+    where = _Where(file, index, raw_uid)
+    if type(raw_uid) is not str and type(raw_uid) is not int:
+        raise where.missing_or_type(rec, uid_key, uid_key, "a string")
     cat_path = rec.get("category_path", category_path)
-    if not isinstance(cat_path, str):
-        raise fail("category_path", "missing" if cat_path is None else "expected a string")
+    if type(cat_path) is not str:
+        raise where.error("category_path", "missing" if cat_path is None else "expected a string")
     try:
-        category = Category.parse(cat_path)
+        category = _category(cat_path)
     except ValueError as e:
-        raise fail("category_path", str(e)) from None
+        raise where.error("category_path", str(e)) from None
     if (category.set == "bon") != is_bon:
-        raise fail("category_path", f"{cat_path!r} does not match a {'BoN' if is_bon else 'pairwise'} record")
-    conversation = _conversation(rec.get("conversation_input"), fail)
+        kind = "a BoN" if is_bon else "a pairwise"
+        raise where.error("category_path", f"{cat_path!r} does not match {kind} record")
+    conversation = _conversation(rec.get("conversation_input"), where)
     if is_bon:
-        best = _response(rec.get("bon_best"), "bon_best", fail)
+        best = _response(rec.get("bon_best"), "bon_best", where)
         losers_raw = rec.get("loser_list")
-        if not isinstance(losers_raw, list) or not losers_raw:
-            raise fail("loser_list", "missing" if losers_raw is None else "expected a non-empty list")
-        losers = tuple(_response(r, f"loser_list[{i}]", fail) for i, r in enumerate(losers_raw))
+        if type(losers_raw) is not list or not losers_raw:
+            what = "missing" if losers_raw is None else "expected a non-empty list of responses"
+            raise where.error("loser_list", what)
+        losers = tuple(_response(r, f"loser_list[{i}]", where) for i, r in enumerate(losers_raw))
         return BoNItem(f"bon:{raw_uid}", category, conversation, best, losers)
-    chosen = _response(rec.get("chosen"), "chosen", fail)
-    rejected = _response(rec.get("reject"), "reject", fail)
+    chosen = _response(rec.get("chosen"), "chosen", where)
+    rejected = _response(rec.get("reject"), "reject", where)
     return PairwiseItem(f"pair:{raw_uid}", category, conversation, chosen, rejected)
+
+
+# ---------------------------------------------------------------- data quirks
+
+
+QUIRK_KINDS = {
+    "same_text": "chosen and rejected answers have the same text",
+    "loser_is_best": "a loser has the same text as the best answer",
+    "empty_answer": "an answer is empty",
+    "empty_turn": "a conversation message is empty",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Quirk:
+    """Something odd in a record that is kept anyway (a judge cannot be right on it, or it is
+    free): counted and listed by `rmb data stats`, never fatal. Texts are compared stripped."""
+
+    kind: str  # a key of QUIRK_KINDS
+    uid: str
+    field: str
+
+
+def find_quirks(items: Iterable[Item]) -> list[Quirk]:
+    out: list[Quirk] = []
+    for it in items:
+        for i, m in enumerate(it.conversation):
+            if not m.content.strip():
+                out.append(Quirk("empty_turn", it.uid, f"conversation_input[{i}]"))
+        if isinstance(it, PairwiseItem):
+            chosen, rejected = it.chosen.text.strip(), it.rejected.text.strip()
+            if chosen == rejected:
+                out.append(Quirk("same_text", it.uid, "chosen/reject"))
+            for field, text in (("chosen", chosen), ("reject", rejected)):
+                if not text:
+                    out.append(Quirk("empty_answer", it.uid, field))
+        else:
+            best = it.best.text.strip()
+            if not best:
+                out.append(Quirk("empty_answer", it.uid, "bon_best"))
+            for i, loser in enumerate(it.losers):
+                text = loser.text.strip()
+                if text == best:
+                    out.append(Quirk("loser_is_best", it.uid, f"loser_list[{i}]"))
+                if not text:
+                    out.append(Quirk("empty_answer", it.uid, f"loser_list[{i}]"))
+    return out
+
+
+# ---------------------------------------------------------------- the pinned RMB files
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestFile:
+    path: str  # inside the dataset directory: "Pairwise_set/Helpfulness/Code/Data Management.json"
+    git_blob_sha1: str
+    bytes: int | None = None
+    records: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The dataset files of one commit of the RMB repository, with their git blob ids."""
+
+    repo: str
+    commit: str
+    files: tuple[ManifestFile, ...]
+
+    @classmethod
+    def from_json(cls, data: Any, origin: str) -> Manifest:
+        try:
+            files = tuple(
+                ManifestFile(
+                    path=f["path"].removeprefix(f"{DATASET_DIR}/"),
+                    git_blob_sha1=f["git_blob_sha1"],
+                    bytes=f.get("bytes"),
+                    records=f.get("records"),
+                )
+                for f in data["files"]
+            )
+            return cls(repo=data["repo"], commit=data["commit"], files=files)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise DataError(
+                f"{origin}: not an RMB manifest (needs repo, commit, files[].path/git_blob_sha1): {e!r}"
+            ) from None
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        try:
+            return cls.from_json(orjson.loads(path.read_bytes()), str(path))
+        except OSError as e:
+            raise DataError(f"{path}: cannot read manifest: {e.strerror or e}") from None
+        except orjson.JSONDecodeError as e:
+            raise DataError(f"{path}: manifest is not valid JSON ({e.msg})") from None
+
+    def by_path(self) -> dict[str, ManifestFile]:
+        return {f.path: f for f in self.files}
+
+
+DATASET_DIR = "RMB_dataset"
+
+
+@functools.cache
+def pinned_manifest() -> Manifest:
+    """The 98 files of the RMB commit this package is pinned to (benchmark/rmb_manifest.json)."""
+    raw = resources.files("benchmark").joinpath("rmb_manifest.json").read_bytes()
+    return Manifest.from_json(orjson.loads(raw), "benchmark/rmb_manifest.json")
 
 
 # ---------------------------------------------------------------- loading files
@@ -187,61 +342,118 @@ def _records_of(path: Path) -> Iterator[tuple[int, Any]]:
     except OSError as e:
         raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
     if path.suffix == ".jsonl":
-        for i, line in enumerate(raw.decode("utf-8", errors="replace").splitlines()):
+        for i, line in enumerate(raw.splitlines()):
             if not line.strip():
                 continue
             try:
-                yield i, json.loads(line)
-            except json.JSONDecodeError as e:
+                yield i, orjson.loads(line)
+            except orjson.JSONDecodeError as e:
                 raise DataError(f"{path}: line {i + 1}: not valid JSON ({e.msg})") from None
         return
     try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as e:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
         raise DataError(
             f"{path}: not valid JSON at line {e.lineno} column {e.colno} ({e.msg}); is the file truncated?"
         ) from None
     if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+        raise DataError(f"{path}: expected a JSON list of records, got {_kind(data)}")
     yield from enumerate(data)
 
 
+def _parse_file(path: Path, category_path: str | None) -> Iterator[tuple[int, Item]]:
+    for i, rec in _records_of(path):
+        yield i, parse_record(rec, path, i, category_path)
+
+
 def load_file(path: Path, category_path: str | None = None) -> list[Item]:
-    return [parse_record(r, path, i, category_path) for i, r in _records_of(path)]
+    return [item for _, item in _parse_file(path, category_path)]
+
+
+def dataset_root(source: Path) -> Path:
+    """A directory laid out like RMB_dataset/ (the directory itself or its parent)."""
+    return source / DATASET_DIR if (source / DATASET_DIR).is_dir() else source
 
 
 def dataset_files(root: Path) -> list[Path]:
     """The RMB files under a directory laid out like RMB_dataset/ (or its parent)."""
-    if (root / "RMB_dataset").is_dir():
-        root = root / "RMB_dataset"
+    root = dataset_root(root)
     files = sorted(p for d in _SET_DIRS if (root / d).is_dir() for p in (root / d).rglob("*.json"))
     if not files:
         raise DataError(f"{root}: no RMB files found (expected Pairwise_set/ and BoN_set/ inside)")
     return files
 
 
-def load(source: Path | str) -> list[Item]:
-    """Load every item from a dataset directory, one RMB JSON file, or a JSONL file."""
+@dataclass(frozen=True)
+class Dataset:
+    """What loading found: the items, and what a reader should know about where they came from.
+
+    For a directory, file paths are relative to it (`Pairwise_set/Harmlessness/S1.json`) and are
+    compared with the pinned RMB manifest; a single file or JSONL has no absent or extra files."""
+
+    source: Path
+    items: list[Item]
+    file_records: dict[str, int]  # each loaded file -> its record count
+    absent_files: tuple[str, ...] = ()  # in the pinned commit, not in the directory
+    extra_files: tuple[str, ...] = ()  # loaded, but not in the pinned commit
+    count_mismatches: tuple[str, ...] = ()  # "path: N records, pinned commit has M"
+    quirks: tuple[Quirk, ...] = ()
+
+
+def _duplicate_error(item: Item, path: Path, index: int, first: tuple[Path, int]) -> DataError:
+    kind, raw_uid = item.uid.split(":", 1)
+    field = f"{kind}_uid"
+    return _record_error(
+        path, index, raw_uid, field, f"duplicate uid, first in {first[0]} {_label(*first)}"
+    )
+
+
+def load_dataset(source: Path | str, manifest: Manifest | None = None) -> Dataset:
+    """Load a dataset directory, one RMB JSON file, or a JSONL file, with its load report."""
     source = Path(source)
     if not source.exists():
         raise DataError(f"{source}: no such file or directory")
-    if source.is_dir():
-        items: list[Item] = []
-        for f in dataset_files(source):
-            items.extend(load_file(f))
-        _check_unique(items, source)
-        return items
-    items = load_file(source)
-    _check_unique(items, source)
-    return items
+    seen: dict[str, tuple[Path, int]] = {}
+    items: list[Item] = []
+    file_records: dict[str, int] = {}
+
+    def add(path: Path, category_path: str | None, name: str) -> None:
+        n = 0
+        for i, item in _parse_file(path, category_path):
+            first = seen.setdefault(item.uid, (path, i))
+            if first != (path, i):
+                raise _duplicate_error(item, path, i, first)
+            items.append(item)
+            n += 1
+        file_records[name] = n
+
+    if not source.is_dir():
+        add(source, None, source.name)
+        return Dataset(source, items, file_records, quirks=tuple(find_quirks(items)))
+    root = dataset_root(source)
+    for path in dataset_files(root):
+        rel = path.relative_to(root).as_posix()
+        add(path, rel.removesuffix(".json"), rel)
+    pinned = (manifest or pinned_manifest()).by_path()
+    mismatches = tuple(
+        f"{p}: {n} records, pinned commit has {pinned[p].records}"
+        for p, n in file_records.items()
+        if p in pinned and pinned[p].records is not None and pinned[p].records != n
+    )
+    return Dataset(
+        source=root,
+        items=items,
+        file_records=file_records,
+        absent_files=tuple(p for p in pinned if p not in file_records),
+        extra_files=tuple(p for p in file_records if p not in pinned),
+        count_mismatches=mismatches,
+        quirks=tuple(find_quirks(items)),
+    )
 
 
-def _check_unique(items: Sequence[Item], source: Path) -> None:
-    seen: set[str] = set()
-    for it in items:
-        if it.uid in seen:
-            raise DataError(f"{source}: uid {it.uid} appears more than once")
-        seen.add(it.uid)
+def load(source: Path | str) -> list[Item]:
+    """Load every item from a dataset directory, one RMB JSON file, or a JSONL file."""
+    return load_dataset(source).items
 
 
 # ---------------------------------------------------------------- selection
