@@ -5,9 +5,10 @@ Rules (the design's "Semantics"; every one is tested with hand-computed answers)
 - Samples: the K samples of one comparison (same item, kind, shown order, variant) are
   majority-voted first. Invalid samples do not vote; all invalid → invalid; a split vote → tie.
   Pointwise samples are averaged (a rating's natural aggregate).
-- Duels (`pairwise` on pairwise items, `bon-pairwise` on BoN items): one order = one
-  `Comparison.variant`. In an order, the preferred answer ("chosen"/"best") must beat every
-  other candidate; its order score is the minimum over opponents of win 1, loss 0, tie 0
+- Duels (`pairwise` on pairwise items, `bon-pairwise` on BoN items): the k-th order is each
+  opponent's k-th comparison sorted by `Comparison.variant` (variant 0 then 1 under
+  `--orders both`; the one seeded order under `random`). In an order, the preferred answer
+  ("chosen"/"best") must beat every other candidate; its order score is the minimum over opponents of win 1, loss 0, tie 0
   (`strict`, RMB's rule) or 0.5 (`half`). An invalid or missing comparison scores 0 in that order
   and marks the item invalid. The item score is the mean over the orders judged, so a pairwise
   item judged in both orders scores 0, 0.5 or 1.
@@ -215,14 +216,13 @@ class _Tally:
 def _duel_score(item: Item, voted: list[Voted], tie: float, t: _Tally) -> float:
     best = _preferred(item)
     opponents = [c for c in item.candidates() if c != best]
-    by_variant: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    per_opponent: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for v in voted:
         shown = v.comparison.shown
         if len(shown) != 2 or best not in shown:
             raise ScoringError(
                 f"comparison {v.comparison.id}: a duel must show '{best}' and one other answer"
             )
-        other = shown[1 - shown.index(best)]
         pick = _picked(v)
         s = (
             t.fail(_why_invalid(v))
@@ -231,17 +231,21 @@ def _duel_score(item: Item, voted: list[Voted], tie: float, t: _Tally) -> float:
             if pick == "tie"
             else float(pick == best)
         )
-        by_variant[v.comparison.variant][other].append(s)
+        per_opponent[shown[1 - shown.index(best)]].append((v.comparison.variant, s))
+    # the k-th order is each opponent's k-th comparison by variant: under `--orders random` the
+    # variant is a per-comparison coin, so one order mixes variants
+    orders = max(len(cs) for cs in per_opponent.values())
+    ranked = {o: [s for _, s in sorted(cs)] for o, cs in per_opponent.items()}
     order_scores = []
-    for variant in sorted(by_variant):
-        got = by_variant[variant]
-        per_opponent = []
-        for o in opponents:
-            if o in got:
-                per_opponent.append(fmean(got[o]))
-            else:
-                per_opponent.append(t.fail(f"missing comparison {best} vs {o}"))
-        order_scores.append(min(per_opponent))
+    for k in range(orders):
+        order_scores.append(
+            min(
+                ranked[o][k]
+                if k < len(ranked.get(o, ()))
+                else t.fail(f"missing comparison {best} vs {o}")
+                for o in opponents
+            )
+        )
     return fmean(order_scores)
 
 

@@ -291,3 +291,36 @@ def test_to_dict_round_trips_items() -> None:
     d = s.to_dict()
     assert d["subsets"]["Harmlessness Pairwise"]["consistency"] == pytest.approx(1 / 3)
     assert [ItemResult.from_dict(x) for x in d["items"]] == s.items
+
+
+@pytest.mark.parametrize("orders", ["both", "random", "fixed"])
+def test_real_plan_orders_score_a_perfect_judge_one(orders: str) -> None:
+    """Comparisons from the real planner: a judge that always prefers the better answer scores
+    1 on every item whatever the orders rule (under random, one order mixes variants)."""
+    from benchmark.plan import plan
+
+    items = [bon(str(i), losers=5) for i in range(20)] + [pair(str(i)) for i in range(20)]
+    comparisons = plan(items, "pairwise", orders=orders, seed=3)  # type: ignore[arg-type]
+    assert orders != "random" or {c.variant for c in comparisons} == {0, 1}
+    judged = [
+        JudgedComparison(
+            c,
+            "k",
+            choice(next(i for i, x in enumerate(c.shown) if x in ("best", "chosen"))),
+            "stop",
+        )
+        for c in comparisons
+    ]
+    s = score(items, judged, bootstrap=0)
+    assert all(r.score == 1 and not r.invalid for r in s.items) and len(s.items) == 40
+    # and one that always picks the first answer shown
+    judged = [JudgedComparison(c, "k", choice(0), "stop") for c in comparisons]
+    firsts = score(items, judged, bootstrap=0)
+    expected_pair = {"both": 0.5, "fixed": 1.0}.get(orders)
+    if expected_pair is not None:
+        assert firsts.subsets["Harmlessness Pairwise"].accuracy == expected_pair
+        assert firsts.subsets["Harmlessness Pairwise"].first_position_rate == 1.0
+    # BoN under both orders: best shown first in order 0 wins all, shown second in order 1 loses
+    if orders == "both":
+        assert firsts.subsets["Harmlessness BoN"].accuracy == 0.5
+        assert firsts.subsets["Harmlessness BoN"].consistency == 0.0
