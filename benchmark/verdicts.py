@@ -1,11 +1,20 @@
 """Parsed choices: one small parser per output format, each returning a `Verdict`.
 
-A parse failure is an `invalid` verdict with a reason, never a guess."""
+A parse failure is an `invalid` verdict with a reason, never a guess. The rules every text
+parser shares: thinking (`<think>…</think>`) is ignored; the final verdict wins over labels
+mentioned earlier in the reasoning; two different verdicts in the final verdict position, or
+none at all, are invalid."""
 
 from __future__ import annotations
 
+import json
+import math
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from judges.base import Completion
 
 VerdictKind = Literal["choice", "tie", "score", "invalid"]
 
@@ -21,3 +30,315 @@ class Verdict:
     probs: tuple[float, ...] | None = None
     # why invalid (or a short note on how it was read)
     reason: str = ""
+
+
+def invalid(reason: str) -> Verdict:
+    return Verdict("invalid", reason=reason)
+
+
+# ---------------------------------------------------------------- shared text helpers
+
+_THINK_PAIR = re.compile(r"<(think|thinking|reasoning)>.*?</\1\s*>", re.S | re.I)
+_THINK_CLOSE = re.compile(r"</(?:think|thinking|reasoning)\s*>", re.I)
+_THINK_OPEN = re.compile(r"<(?:think|thinking|reasoning)>", re.I)
+
+
+def answer_text(text: str) -> str:
+    """The text outside thinking blocks. A close tag with no opening (chat templates that put
+    `<think>` in the prompt) ends the thinking; an opening never closed hides the rest."""
+    text = _THINK_PAIR.sub("", text)
+    closes = list(_THINK_CLOSE.finditer(text))
+    if closes:
+        text = text[closes[-1].end() :]
+    opened = _THINK_OPEN.search(text)
+    return text[: opened.start()] if opened else text
+
+
+# `[[X]]`, tolerating stray spaces and markup inside the brackets
+_BRACKETS = re.compile(r"\[\[\s*([^\[\]\n]{1,40}?)\s*\]\]")
+# words judges put around a label: "[[Assistant A]]", "Final verdict: Response 2", "[[Rating: 7]]"
+_LABEL_WORDS = re.compile(
+    r"\b(?:assistant|response|answer|output|candidate|option|model|choice|rating|score|is)\b", re.I
+)
+_MARKUP = re.compile(r"[\s*_`'\"#.,;:!?()\[\]]+")
+_KEYWORDS = (
+    r"(?:final\s+)?(?:verdict|decision|judge?ment|answer|choice|winner|rating|score)"
+    r"|(?:better|best|preferred|winning)\s+(?:response|answer|one)"
+)
+# a line that announces the verdict: "**Final verdict:** A", "Answer = 2", "Rating: 7/10"
+_COLON_LINE = re.compile(rf"(?:{_KEYWORDS})\b[\s*_`]*[:：=]+(.*)$", re.I)
+# "My final verdict is B." (a lowercase 'a' after 'is' is an article, not a label)
+_IS_LINE = re.compile(rf"(?:{_KEYWORDS})\s+(?:is|would\s+be|goes\s+to)\b[\s*_`:]*(.*)$", re.I)
+_ALTERNATIVE = re.compile(r"\s+or\s+|\s*[/|]\s*(?=\D)", re.I)
+
+# a last line that is nothing but a label or a number: "**B**", "7", "3/5"
+_BARE = re.compile(r"^(?:[A-Z]|\d+(?:\.\d+)?(?:/\d+)?)$")
+Norm = Callable[[str], str]
+
+
+def norm_label(raw: str) -> str:
+    """'**Assistant a**' -> 'A', ' 3. ' -> '3'."""
+    return _MARKUP.sub(" ", _LABEL_WORDS.sub(" ", raw)).strip().upper()
+
+
+def norm_rating(raw: str) -> str:
+    """'**7 / 10**' -> '7/10', 'Rating: 7.5.' -> '7.5' (keeps '.' and '/')."""
+    t = re.sub(r"[*_`'\"#:()\[\]]+", " ", _LABEL_WORDS.sub(" ", raw))
+    return re.sub(r"\s*/\s*", "/", t).strip().rstrip(".").strip()
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """What stands at the final verdict position: its normalised label(s) and the text."""
+
+    labels: tuple[str, ...]  # distinct, in text order; more than one is a conflict
+    shown: str
+
+
+def _bracket_verdict(text: str, norm: Norm) -> _Found | None:
+    """The last `[[X]]`, with any others on its line."""
+    matches = list(_BRACKETS.finditer(text))
+    if not matches:
+        return None
+    line_start = text.rfind("\n", 0, matches[-1].start()) + 1
+    on_line = [m for m in matches if m.start() >= line_start]
+    labels = tuple(dict.fromkeys(norm(m.group(1)) for m in on_line))
+    return _Found(labels, ", ".join(m.group(0) for m in on_line))
+
+
+def _first_token(rest: str, norm: Norm) -> str:
+    words = norm(rest).split()
+    return words[0] if words else ""
+
+
+def _last_match(pattern: re.Pattern[str], line: str) -> re.Match[str] | None:
+    """The last place on the line where the pattern starts ('the answer is right; the rating
+    is 9' is read at 'rating')."""
+    found = None
+    for start in (m.start() for m in re.finditer(r"\b\w", line)):
+        if (m := pattern.match(line, start)) is not None:
+            found = m
+    return found
+
+
+def _line_verdict(text: str, norm: Norm) -> _Found | None:
+    """No brackets: the last line announcing a verdict decides; failing that, a last line that
+    is a bare label ('**B**')."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        m = _last_match(_COLON_LINE, ln)
+        if m is None:
+            m = _last_match(_IS_LINE, ln)
+            if m is None or re.match(r"[\s*_`]*[a-z]\b", m.group(1)):
+                continue
+        # "A or B" is the instructions echoed, not a verdict
+        parts = [p for p in _ALTERNATIVE.split(m.group(1)) if p.strip()][:2]
+        labels = tuple(dict.fromkeys(t for p in parts if (t := _first_token(p, norm))))
+        return _Found(labels, ln) if labels else None
+    if lines and _BARE.match(tok := norm(lines[-1])):
+        return _Found((tok,), lines[-1])
+    return None
+
+
+def _find_verdict(text: str, norm: Norm) -> _Found | None:
+    body = answer_text(text)
+    return _bracket_verdict(body, norm) or _line_verdict(body, norm)
+
+
+def _pick(text: str, allowed: dict[str, str]) -> str | Verdict:
+    """The canonical label of the final verdict, or an invalid Verdict saying why not."""
+    found = _find_verdict(text, norm_label)
+    if found is None:
+        return invalid("no verdict found")
+    if len(found.labels) > 1:
+        return invalid(f"conflicting final verdicts: {found.shown}")
+    label = found.labels[0]
+    if label not in allowed:
+        options = ", ".join(dict.fromkeys(allowed.values()))
+        return invalid(f"verdict {found.shown!r} is not one of {options}")
+    return allowed[label]
+
+
+# ---------------------------------------------------------------- one parser per format
+
+_AB = {"A": "A", "B": "B"}
+_ABC = {"A": "A", "B": "B", "C": "C", "TIE": "C"}
+
+
+def _choice_from_label(label: str) -> Verdict:
+    return Verdict("tie") if label == "C" else Verdict("choice", choice="AB".index(label))
+
+
+def verdict_ab(completion: Completion, n_shown: int) -> Verdict:
+    """Pairwise, `[[A]]` or `[[B]]`; no tie."""
+    got = _pick(completion.text, _AB)
+    return got if isinstance(got, Verdict) else _choice_from_label(got)
+
+
+def verdict_abc(completion: Completion, n_shown: int) -> Verdict:
+    """Pairwise with a tie: `[[A]]`, `[[B]]` or `[[C]]`."""
+    got = _pick(completion.text, _ABC)
+    return got if isinstance(got, Verdict) else _choice_from_label(got)
+
+
+def verdict_index(completion: Completion, n_shown: int) -> Verdict:
+    """Listwise, `[[k]]` with k in 1..n_shown."""
+    allowed = {str(k): str(k) for k in range(1, n_shown + 1)}
+    got = _pick(completion.text, allowed)
+    return got if isinstance(got, Verdict) else Verdict("choice", choice=int(got) - 1)
+
+
+_RATING = re.compile(r"^(\d+(?:\.\d+)?)(?:/(\d+))?$")
+
+
+def _rating(completion: Completion, top: int) -> Verdict:
+    """Pointwise `[[r]]` (or 'Rating: r', 'r/top') with 1 <= r <= top."""
+    found = _find_verdict(completion.text, norm_rating)
+    if found is None:
+        return invalid("no rating found")
+    if len(found.labels) > 1:
+        return invalid(f"conflicting final ratings: {found.shown}")
+    m = _RATING.match(found.labels[0])
+    if m is None:
+        return invalid(f"rating {found.shown!r} is not a number from 1 to {top}")
+    score = float(m.group(1))
+    if m.group(2) is not None and int(m.group(2)) != top:
+        return invalid(f"rating {found.shown!r} is not on the 1–{top} scale")
+    if not 1 <= score <= top:
+        return invalid(f"rating {score:g} is outside 1–{top}")
+    return Verdict("score", score=score)
+
+
+def rating_10(completion: Completion, n_shown: int) -> Verdict:
+    """Pointwise, `[[r]]` with r in 1..10."""
+    return _rating(completion, 10)
+
+
+def rating_5(completion: Completion, n_shown: int) -> Verdict:
+    """Pointwise, `[[r]]` with r in 1..5."""
+    return _rating(completion, 5)
+
+
+_FENCE_MARK = re.compile(r"```(?:json)?", re.I)
+_WINNER_FIELD = re.compile(r'"winner"\s*:\s*"([^"\n]*)"', re.I)
+
+
+def _json_objects(text: str) -> Iterator[dict[str, Any]]:
+    """Every top-level JSON object in the text, in order; code-fence marks are blanked out."""
+    text = _FENCE_MARK.sub(lambda m: " " * len(m.group()), text)
+    decoder = json.JSONDecoder()
+    i = text.find("{")
+    while i != -1:
+        try:
+            obj, end = decoder.raw_decode(text, i)
+        except json.JSONDecodeError:
+            i = text.find("{", i + 1)
+            continue
+        if isinstance(obj, dict):
+            yield obj
+        i = text.find("{", end)
+
+
+def _winner_fields(body: str) -> tuple[list[Any], str]:
+    """The 'winner' values of the JSON objects in the text, and a note on how they were read."""
+    winners = [v for o in _json_objects(body) for k, v in o.items() if k.lower() == "winner"]
+    if winners:
+        return winners, ""
+    # unescaped quotes in "reasoning" break the JSON; an explicit "winner" field is still explicit
+    fields = list(dict.fromkeys(_WINNER_FIELD.findall(body)))
+    return fields, "winner read from malformed JSON"
+
+
+def json_winner(completion: Completion, n_shown: int) -> Verdict:
+    """Pairwise JSON: `{"reasoning": "...", "winner": "A" | "B"}`, bare or in a code fence.
+    The last object with a 'winner' field decides."""
+    winners, note = _winner_fields(answer_text(completion.text))
+    if not winners:
+        return invalid("no JSON object with a 'winner' field")
+    if note and len({norm_label(w) for w in winners}) > 1:
+        return invalid(f"conflicting 'winner' fields in malformed JSON: {winners}")
+    value = winners[-1]
+    label = norm_label(value) if isinstance(value, str) else ""
+    if label not in _AB:
+        return invalid(f"'winner' is {value!r}, not one of A, B")
+    return Verdict("choice", choice="AB".index(label), reason=note)
+
+
+def _logprob_label(token: str) -> str | None:
+    """'A', ' a', '**B' -> the label; markup or whitespace only -> ''; anything else -> None."""
+    t = _MARKUP.sub("", token).upper()
+    if t == "":
+        return ""
+    return t if t in _AB else None
+
+
+def logprob_ab(completion: Completion, n_shown: int) -> Verdict:
+    """Pairwise single-token answer: P(A), P(B) from the top alternatives at the first position
+    that holds a label, normalised over the two; the text when the server gave no logprobs."""
+    for pos in completion.logprobs or ():
+        label = _logprob_label(pos.token)
+        if label == "":
+            continue  # leading whitespace or markup: the verdict comes later
+        if label is None:
+            break
+        mass = {"A": 0.0, "B": 0.0}
+        alternatives = dict(pos.top)
+        alternatives.setdefault(pos.token, pos.logprob)
+        for tok, lp in alternatives.items():
+            alt = _logprob_label(tok)
+            if alt:
+                mass[alt] += math.exp(lp)
+        total = mass["A"] + mass["B"]
+        probs = (mass["A"] / total, mass["B"] / total)
+        choice = "AB".index(label) if probs[0] == probs[1] else (0 if probs[0] > probs[1] else 1)
+        return Verdict("choice", choice=choice, probs=probs)
+    got = _pick(completion.text, _AB)
+    if isinstance(got, Verdict):
+        return got
+    note = "no logprobs at the verdict position; read from the text"
+    return Verdict("choice", choice="AB".index(got), reason=note)
+
+
+ParserFn = Callable[[Completion, int], Verdict]
+
+PARSERS: dict[str, ParserFn] = {
+    "verdict-ab": verdict_ab,
+    "verdict-abc": verdict_abc,
+    "json-winner": json_winner,
+    "logprob-ab": logprob_ab,
+    "verdict-index": verdict_index,
+    "rating-10": rating_10,
+    "rating-5": rating_5,
+}
+# the template mode each parser reads; a template naming a parser of another mode is refused
+PARSER_MODES: dict[str, str] = {
+    "verdict-ab": "pairwise",
+    "verdict-abc": "pairwise",
+    "json-winner": "pairwise",
+    "logprob-ab": "pairwise",
+    "verdict-index": "listwise",
+    "rating-10": "pointwise",
+    "rating-5": "pointwise",
+}
+# a single-token answer stops at max_tokens by design: "length" is its normal finish
+_LENGTH_IS_NORMAL = {"logprob-ab"}
+
+
+def parse(parser: str, completion: Completion, n_shown: int) -> Verdict:
+    """Read a completion with the named parser. Failed, refused, cut-off or empty answers are
+    invalid with the reason, before any parsing."""
+    fn = PARSERS.get(parser)
+    if fn is None:
+        raise KeyError(f"unknown parser {parser!r}; known: {', '.join(PARSERS)}")
+    c = completion
+    if c.finish_reason == "error" or (
+        c.error and c.finish_reason not in ("refused", "content_filter")
+    ):
+        return invalid(f"api error: {c.error or 'unknown'}")
+    if c.finish_reason in ("refused", "content_filter"):
+        return invalid(f"refused: {c.error or c.finish_reason}")
+    if c.finish_reason == "length" and parser not in _LENGTH_IS_NORMAL:
+        return invalid("truncated")
+    if not c.text.strip():
+        return invalid("empty answer")
+    return fn(c, n_shown)

@@ -1,0 +1,291 @@
+"""Prompt templates: one Jinja file each, metadata in its front matter, rendered in a sandbox.
+
+A template file looks like this (the front matter is a Jinja comment holding TOML, so the file
+is still plain Jinja)::
+
+    {#---
+    name = "my-judge"
+    mode = "pairwise"            # pairwise | listwise | pointwise
+    parser = "verdict-ab"        # how the answer is read: `rmb templates list` shows each one's
+    version = "1"
+    description = "One line shown by `rmb templates list`."
+    # optional: max_tokens = 1, top_logprobs = 5, response_format = "json"
+    ---#}
+    {% block system %}You are ...{% endblock %}
+    {% block user %}...{{ responses[0].text }}...{% endblock %}
+
+`system` is optional; `user` is required; nothing may stand outside the two blocks. Variables:
+`conversation` (list of {role, content}), `responses` (list of {label, text} in display order:
+labels A, B for pairwise; 1..N for listwise; one response for pointwise), `n` (how many),
+`goal` ("helpfulness" | "harmlessness"), `category` ({set, goal, task, scenario}). The macros
+in `_common.j2` (`transcript`, `answers`) can be imported by any template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from judges.base import Message
+from judges.errors import UserError
+
+if TYPE_CHECKING:
+    from benchmark.data import Category
+
+T = TypeVar("T")
+Mode = Literal["pairwise", "listwise", "pointwise"]
+BUILTIN_DIR = Path(__file__).resolve().parent
+DEFAULT_TEMPLATE = "pairwise"
+_FRONT_OPEN, _FRONT_CLOSE = "{#---", "---#}"
+_REQUIRED = ("name", "mode", "parser", "version", "description")
+_OPTIONAL = {"max_tokens": int, "top_logprobs": int, "response_format": str}
+
+
+class TemplateError(UserError):
+    """A template that cannot be used: unknown, malformed, unsafe or inconsistent."""
+
+
+def display_labels(mode: Mode, n: int) -> list[str]:
+    """A, B for pairwise; 1..N for listwise; a single '1' for pointwise."""
+    return ["A", "B"][:n] if mode == "pairwise" else [str(i + 1) for i in range(n)]
+
+
+def _check_count(name: str, mode: Mode, n: int) -> None:
+    ok = {"pairwise": n == 2, "pointwise": n == 1, "listwise": n >= 2}[mode]
+    if not ok:
+        want = {"pairwise": "exactly 2", "pointwise": "exactly 1", "listwise": "at least 2"}[mode]
+        raise TemplateError(f"template {name!r} ({mode}) needs {want} responses, got {n}")
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    mode: Mode
+    parser: str
+    version: str
+    description: str
+    source: str
+    path: Path | None
+    max_tokens: int | None = None
+    top_logprobs: int | None = None
+    response_format: str | None = None
+    _jinja: jinja2.Template | None = field(default=None, repr=False, compare=False)
+
+    def text_hash(self) -> str:
+        """SHA-256 of the template file (its front matter holds all the metadata)."""
+        return hashlib.sha256(self.source.encode()).hexdigest()
+
+    def render(
+        self,
+        *,
+        conversation: Sequence[Message],
+        responses: Sequence[str],
+        goal: str,
+        category: Category,
+    ) -> tuple[Message, ...]:
+        """(system, user) messages, or (user,) when the template has no system part.
+        `responses` are in display order."""
+        _check_count(self.name, self.mode, len(responses))
+        variables = _variables(self.mode, conversation, responses, goal, category)
+        parts = self._guarded(_render_parts, variables)
+        system, user = parts["system"].strip(), parts["user"].strip()
+        return (
+            (Message("system", system), Message("user", user))
+            if system
+            else (Message("user", user),)
+        )
+
+    def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a render step; a Jinja failure becomes a one-line TemplateError."""
+        assert self._jinja is not None, "Template objects come from load_template()"
+        try:
+            return fn(self._jinja, *args)
+        except jinja2.exceptions.SecurityError as e:
+            raise TemplateError(f"template {self.name!r}: refused by the sandbox: {e}") from None
+        except jinja2.exceptions.UndefinedError as e:
+            raise TemplateError(
+                f"template {self.name!r}: undefined variable: {e.message}"
+            ) from None
+        except Exception as e:  # a filter misused on real data, a bad import...
+            raise TemplateError(f"template {self.name!r}: cannot render: {e}") from None
+
+
+def _variables(
+    mode: Mode, conversation: Sequence[Message], responses: Sequence[str], goal: str, category: Any
+) -> dict[str, Any]:
+    labels = display_labels(mode, len(responses))
+    return {
+        "conversation": [{"role": m.role, "content": m.content} for m in conversation],
+        "responses": [{"label": lbl, "text": t} for lbl, t in zip(labels, responses, strict=True)],
+        "n": len(responses),
+        "goal": goal,
+        "category": {k: getattr(category, k) for k in ("set", "goal", "task", "scenario")},
+    }
+
+
+def _render_parts(tpl: jinja2.Template, variables: dict[str, Any]) -> dict[str, str]:
+    """The raw system and user blocks, and what the file renders outside them ("outside").
+    The whole file renders first so top-level imports, macros and sets reach the blocks."""
+    ctx = tpl.new_context(variables)
+    whole = "".join(tpl.root_render_func(ctx))
+    parts = {b: "".join(tpl.blocks[b](ctx)) if b in tpl.blocks else "" for b in ("system", "user")}
+    for text in parts.values():
+        whole = whole.replace(text, "", 1)
+    return {**parts, "outside": whole.strip()}
+
+
+# ---------------------------------------------------------------- loading and validation
+
+
+def _environment(search: Path) -> SandboxedEnvironment:
+    # the template's own folder first, then the built-ins (for `{% import "_common.j2" %}`)
+    loader = jinja2.FileSystemLoader([str(search), str(BUILTIN_DIR)])
+    return SandboxedEnvironment(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def _front_matter(source: str, where: str) -> dict[str, Any]:
+    text = source.lstrip()
+    if not text.startswith(_FRONT_OPEN) or _FRONT_CLOSE not in text:
+        raise TemplateError(
+            f"{where}: no front matter: start the file with a '{_FRONT_OPEN}' ... '{_FRONT_CLOSE}' "
+            f"comment holding name, mode, parser, version, description (TOML)"
+        )
+    body = text[len(_FRONT_OPEN) : text.index(_FRONT_CLOSE)]
+    try:
+        meta = tomllib.loads(body)
+    except tomllib.TOMLDecodeError as e:
+        raise TemplateError(f"{where}: front matter is not valid TOML: {e}") from None
+    missing = [k for k in _REQUIRED if k not in meta]
+    if missing:
+        raise TemplateError(f"{where}: front matter lacks {', '.join(missing)}")
+    unknown = sorted(set(meta) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        raise TemplateError(f"{where}: front matter has unknown keys: {', '.join(unknown)}")
+    if meta["mode"] not in get_args(Mode):
+        raise TemplateError(
+            f"{where}: mode {meta['mode']!r} is not one of {', '.join(get_args(Mode))}"
+        )
+    for key, typ in _OPTIONAL.items():
+        if key in meta and not isinstance(meta[key], typ):
+            raise TemplateError(f"{where}: front matter {key} must be a {typ.__name__}")
+    if meta.get("response_format") not in (None, "json"):
+        raise TemplateError(f'{where}: response_format must be "json" or absent')
+    for key in ("name", "parser", "description"):
+        if not isinstance(meta[key], str) or not meta[key].strip():
+            raise TemplateError(f"{where}: front matter {key} must be a non-empty string")
+    return meta
+
+
+def _check_parser(meta: dict[str, Any], where: str) -> None:
+    # imported here: benchmark.verdicts sits downstream of prompts in the flow
+    from benchmark.verdicts import PARSER_MODES
+
+    parser = meta["parser"]
+    if parser not in PARSER_MODES:
+        raise TemplateError(
+            f"{where}: parser {parser!r} does not exist; known: {', '.join(PARSER_MODES)}"
+        )
+    if PARSER_MODES[parser] != meta["mode"]:
+        raise TemplateError(
+            f"{where}: parser {parser!r} reads {PARSER_MODES[parser]} answers, "
+            f"but the template's mode is {meta['mode']}"
+        )
+
+
+class _TrialCategory:
+    def __init__(self, goal: str) -> None:
+        self.set, self.goal, self.task, self.scenario = "pairwise", goal, "Trial", "Trial"
+
+
+def _trial_render(template: Template, where: str) -> None:
+    """Render a synthetic multi-turn item under both goals so an undefined variable or an unsafe
+    expression fails now, not at the first real request; and refuse text outside the blocks."""
+    conversation = [Message("user", "q1"), Message("assistant", "a1"), Message("user", "q2")]
+    n = {"pairwise": 2, "listwise": 3, "pointwise": 1}[template.mode]
+    responses = [f"response text {i}" for i in range(n)]
+    for goal in ("helpfulness", "harmlessness"):
+        variables = _variables(template.mode, conversation, responses, goal, _TrialCategory(goal))
+        parts = template._guarded(_render_parts, variables)
+        if not parts["user"].strip():
+            raise TemplateError(f"{where}: the user block renders empty")
+        if parts["outside"]:
+            raise TemplateError(
+                f"{where}: text outside {{% block system %}} / {{% block user %}} would be "
+                f"ignored: {parts['outside'][:60]!r}"
+            )
+
+
+def _from_source(source: str, path: Path | None, where: str) -> Template:
+    meta = _front_matter(source, where)
+    _check_parser(meta, where)
+    env = _environment(path.parent if path else BUILTIN_DIR)
+    try:
+        compiled = env.from_string(source)
+    except jinja2.TemplateSyntaxError as e:
+        raise TemplateError(f"{where}: line {e.lineno}: {e.message}") from None
+    if "user" not in compiled.blocks:
+        raise TemplateError(f"{where}: no {{% block user %}} ... {{% endblock %}}")
+    template = Template(
+        name=meta["name"],
+        mode=meta["mode"],
+        parser=meta["parser"],
+        version=str(meta["version"]),
+        description=meta["description"],
+        source=source,
+        path=path,
+        max_tokens=meta.get("max_tokens"),
+        top_logprobs=meta.get("top_logprobs"),
+        response_format=meta.get("response_format"),
+        _jinja=compiled,
+    )
+    _trial_render(template, where)
+    return template
+
+
+def _builtin_paths() -> list[Path]:
+    return sorted(p for p in BUILTIN_DIR.glob("*.j2") if not p.name.startswith("_"))
+
+
+def load_template(name_or_path: str) -> Template:
+    """A built-in template by name, or a .j2 file by path; validated before it is returned."""
+    builtin = BUILTIN_DIR / f"{name_or_path}.j2"
+    looks_like_path = "/" in name_or_path or name_or_path.endswith(".j2")
+    if not looks_like_path and not name_or_path.startswith("_") and builtin.is_file():
+        path = builtin
+    elif looks_like_path:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise TemplateError(f"{path}: no such template file")
+    else:
+        known = ", ".join(p.stem for p in _builtin_paths())
+        raise TemplateError(
+            f"unknown template {name_or_path!r}; built-in: {known}; or give a path to a .j2 file"
+        )
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise TemplateError(f"{path}: cannot read: {e}") from None
+    template = _from_source(source, path.resolve(), str(path))
+    if path == builtin and template.name != path.stem:
+        raise TemplateError(
+            f"{path}: front matter name {template.name!r} differs from the file name"
+        )
+    return template
+
+
+def list_templates() -> list[Template]:
+    """The built-in templates, by name."""
+    return [load_template(p.stem) for p in _builtin_paths()]
