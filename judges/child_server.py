@@ -1,0 +1,165 @@
+"""A loopback HTTP server run as a child process that never outlives us.
+
+It runs in its own process group (a terminal's Ctrl-C reaches only us, and we stop it in order)
+and is stopped by `stop()`, at interpreter exit, when this process gets SIGTERM, and — on Linux,
+through PR_SET_PDEATHSIG — by the kernel when the thread that started it dies, however it dies."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, Any
+
+
+class ServerExited(Exception):
+    """The child exited while we waited for it to answer."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGKILL the child when the thread that forked it ends."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)  # loaded before fork
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() != parent:  # we died between fork and prctl
+            os._exit(1)
+
+    return preexec
+
+
+_live: set[ChildServer] = set()
+_hooks_lock = threading.Lock()
+_hooks_installed = False
+
+
+def stop_all() -> None:
+    for server in list(_live):
+        server.stop()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Stop the children, then die of SIGTERM as if this handler had never been here."""
+    stop_all()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_exit_hooks() -> None:
+    global _hooks_installed
+    with _hooks_lock:
+        if _hooks_installed:
+            return
+        _hooks_installed = True
+        atexit.register(stop_all)
+        # only where nobody else handles SIGTERM (and handlers can only be set in the main thread)
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        ):
+            signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+class ChildServer:
+    """`argv` started as a child; ready when a GET of `ready_url` answers 200."""
+
+    def __init__(
+        self, argv: Sequence[str], ready_url: str, *, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.argv = list(argv)
+        self.ready_url = ready_url
+        self.env = dict(env) if env is not None else None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def spawn(self) -> None:
+        """Start the process (call it from the thread whose life bounds the server's)."""
+        _install_exit_hooks()
+        # a file, not a pipe: nobody drains it while the server runs, and a full pipe blocks it
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(),
+        )
+        _live.add(self)
+
+    def probe(self) -> bool:
+        """True once `ready_url` answers; raises ServerExited if the process has ended."""
+        if self.proc is None or self.proc.poll() is not None:
+            code = self.proc.returncode if self.proc else None
+            raise ServerExited(f"exited with code {code}")
+        try:
+            with urllib.request.urlopen(self.ready_url, timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.probe():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"did not answer within {timeout_s:.0f} s")
+            time.sleep(0.1)
+
+    async def await_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not await asyncio.to_thread(self.probe):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"did not answer within {timeout_s:.0f} s")
+            await asyncio.sleep(0.1)
+
+    def log_tail(self, lines: int = 15) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        text = self._log.read().decode("utf-8", errors="replace")
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def stop(self, grace_s: float = 3.0) -> None:
+        """SIGTERM to its process group, SIGKILL if anything lingers; idempotent."""
+        proc, self.proc = self.proc, None
+        _live.discard(self)
+        if proc is not None:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(grace_s)
+            # the group must be empty, helpers included
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None

