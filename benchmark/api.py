@@ -1,0 +1,352 @@
+"""The public way to run the benchmark from Python; `rmb run` is a thin layer over it.
+
+import benchmark
+result = benchmark.run(judge="openai:gpt-4o", template="pairwise", data="RMB_dataset",
+                       selection=Selection(per_scenario=5), cache_dir="cache")
+result.scores, result.run_dir
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from judges.base import Judge, JudgeOptions, Usage
+from judges.cache import CacheStore
+from judges.errors import UserError
+
+from . import manifest as mf
+from .data import Item, Selection, load
+from .plan import BonStrategy, Orders, plan
+from .results import JudgedComparison
+from .runner import (
+    Prepared,
+    TemplateLike,
+    cost_of,
+    estimate_input_tokens,
+    execute,
+    judge_comparisons,
+    prepare,
+)
+
+COMPARISONS_FILE = "comparisons.jsonl"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What `dry_run` reports: nothing is sent."""
+
+    comparisons: int
+    requests: int  # distinct requests after dedupe
+    cached: int  # of those, already answered by the cache
+    input_tokens: int  # chars/4 over the requests still to send
+    cost_input_usd: float  # the input side alone (a floor)
+    cost_max_usd: float  # if every answer used max_tokens (a ceiling)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    # complete | interrupted | budget | dry-run
+    status: str
+    judged: list[JudgedComparison] = field(default_factory=list)
+    scores: Any = None
+    comparisons: int = 0
+    requests: int = 0
+    cache_hits: int = 0
+    sent: int = 0
+    failed: int = 0
+    spent_usd: float = 0.0
+    wall_s: float = 0.0
+    estimate: Estimate | None = None
+    reports: list[Path] = field(default_factory=list)
+
+
+def run(
+    judge: str | Judge | None = None,
+    template: str | Path | TemplateLike = "pairwise",
+    *,
+    data: str | Path | Sequence[Item] | None = None,
+    selection: Selection | None = None,
+    options: JudgeOptions | None = None,
+    orders: Orders = "both",
+    bon_strategy: BonStrategy | None = None,
+    permutations: int = 1,
+    samples: int = 1,
+    seed: int = 0,
+    ties: str = "strict",
+    bootstrap: int = 1000,
+    cache_dir: str | Path | None = None,
+    runs_dir: str | Path = "runs",
+    run_id: str | None = None,
+    max_cost: float | None = None,
+    dry_run: bool = False,
+    progress: bool = False,
+    resume_hint: str | None = None,
+    handle_signals: bool = True,
+) -> RunResult:
+    """Judge the selected RMB items and score them. Rerunning with the same arguments lands in
+    the same run directory and asks only what the cache does not hold (see arun)."""
+    return asyncio.run(
+        arun(
+            judge,
+            template,
+            data=data,
+            selection=selection,
+            options=options,
+            orders=orders,
+            bon_strategy=bon_strategy,
+            permutations=permutations,
+            samples=samples,
+            seed=seed,
+            ties=ties,
+            bootstrap=bootstrap,
+            cache_dir=cache_dir,
+            runs_dir=runs_dir,
+            run_id=run_id,
+            max_cost=max_cost,
+            dry_run=dry_run,
+            progress=progress,
+            resume_hint=resume_hint,
+            handle_signals=handle_signals,
+        )
+    )
+
+
+def _load_items(data: str | Path | Sequence[Item] | None) -> tuple[list[Item], str]:
+    if data is None:
+        from .selection_args import data_source
+
+        data = data_source(argparse.Namespace(data=None))
+    if isinstance(data, str | Path):
+        return load(data), str(Path(data).resolve())
+    return list(data), "<items given in Python>"
+
+
+def _build_judge(spec: str | None, options: JudgeOptions) -> Judge:
+    from judges.registry import build_judge, default_judge_spec
+
+    return build_judge(spec or default_judge_spec(), options)
+
+
+def estimate(prepared: Prepared, cached: int, judge: Judge, store_hits: set[str]) -> Estimate:
+    todo = [r for k, r in prepared.requests.items() if k not in store_hits]
+    tokens_in = sum(estimate_input_tokens(r) for r in todo)
+    tokens_out = sum(r.max_tokens for r in todo)
+    return Estimate(
+        comparisons=len(prepared.comparisons),
+        requests=len(prepared.requests),
+        cached=cached,
+        input_tokens=tokens_in,
+        cost_input_usd=cost_of(judge.identity, Usage(tokens_in, 0)),
+        cost_max_usd=cost_of(judge.identity, Usage(tokens_in, tokens_out)),
+    )
+
+
+async def arun(
+    judge: str | Judge | None = None,
+    template: str | Path | TemplateLike = "pairwise",
+    *,
+    data: str | Path | Sequence[Item] | None = None,
+    selection: Selection | None = None,
+    options: JudgeOptions | None = None,
+    orders: Orders = "both",
+    bon_strategy: BonStrategy | None = None,
+    permutations: int = 1,
+    samples: int = 1,
+    seed: int = 0,
+    ties: str = "strict",
+    bootstrap: int = 1000,
+    cache_dir: str | Path | None = None,
+    runs_dir: str | Path = "runs",
+    run_id: str | None = None,
+    max_cost: float | None = None,
+    dry_run: bool = False,
+    progress: bool = False,
+    resume_hint: str | None = None,
+    handle_signals: bool = True,
+) -> RunResult:
+    """`run` inside a running event loop. A `Judge` object may be passed instead of a spec (it is
+    not closed here); a spec builds one with `options` and closes it at the end."""
+    t0 = time.monotonic()
+    started = mf.now_iso()
+    options = options or JudgeOptions()
+    selection = selection or Selection()
+    if isinstance(template, str | Path):
+        from prompts import load_template
+
+        tpl: TemplateLike = load_template(str(template))
+    else:
+        tpl = template
+    all_items, source = _load_items(data)
+    items = selection.apply(all_items)
+    if not items:
+        raise UserError(
+            f"{source}: the selection matched no items; widen --set/--goal/--task/--scenario"
+        )
+    comparisons = plan(
+        items,
+        tpl.mode,
+        orders=orders,
+        bon_strategy=bon_strategy,
+        permutations=permutations,
+        samples=samples,
+        seed=seed,
+    )
+    owned = judge is None or isinstance(judge, str)
+    the_judge = _build_judge(judge, options) if judge is None or isinstance(judge, str) else judge
+    try:
+        identity = the_judge.identity
+        prepared = prepare(items, comparisons, tpl, identity, options)
+        data_hash = mf.items_hash(it.uid for it in items)
+        plan_opts = {
+            "orders": orders,
+            "bon_strategy": bon_strategy or tpl.mode,
+            "permutations": permutations,
+            "samples": samples,
+            "seed": seed,
+        }
+        rid = run_id or mf.run_id(
+            identity,
+            tpl.name,
+            {
+                "template_hash": tpl.text_hash(),
+                "items": data_hash,
+                "plan": plan_opts,
+                "answer": mf.answer_options(options),
+            },
+        )
+        run_dir = Path(runs_dir) / rid
+        store = CacheStore(cache_dir)
+        try:
+            if dry_run:
+                hits = set(await asyncio.to_thread(store.get_many, prepared.requests))
+                est = estimate(prepared, len(hits), the_judge, hits)
+                return RunResult(
+                    rid,
+                    run_dir,
+                    "dry-run",
+                    comparisons=len(comparisons),
+                    requests=est.requests,
+                    cache_hits=est.cached,
+                    wall_s=time.monotonic() - t0,
+                    estimate=est,
+                )
+            run_dir.mkdir(parents=True, exist_ok=True)
+            manifest: dict[str, Any] = {
+                "run_id": rid,
+                "status": "running",
+                "judge": identity.label(),
+                "judge_identity": asdict(identity),
+                "judge_options": mf.sending_options(options),
+                "template": {
+                    "name": tpl.name,
+                    "text_hash": tpl.text_hash(),
+                    "parser": tpl.parser,
+                    "mode": tpl.mode,
+                },
+                "data": {"source": source, "items": len(items), "items_hash": data_hash},
+                "selection": asdict(selection),
+                "plan": plan_opts,
+                "ties": ties,
+                "max_cost_usd": max_cost,
+                "cache": str(store.path.resolve()),
+                "versions": mf.versions(),
+                "git_commit": mf.git_commit(),
+                "started_at": started,
+            }
+            mf.write_json(run_dir / MANIFEST_FILE, manifest)
+            outcome = await execute(
+                prepared,
+                the_judge,
+                store,
+                concurrency=options.concurrency,
+                max_cost=max_cost,
+                progress=progress,
+                handle_signals=handle_signals,
+            )
+        finally:
+            store.close()
+    finally:
+        if owned:
+            await the_judge.aclose()
+
+    judged = judge_comparisons(prepared, outcome, tpl.parser, identity)
+    _write_jsonl(run_dir / COMPARISONS_FILE, judged)
+    c = outcome.counters
+    result = RunResult(
+        rid,
+        run_dir,
+        outcome.status,
+        judged,
+        comparisons=len(comparisons),
+        requests=c.total,
+        cache_hits=c.cache_hits,
+        sent=c.sent,
+        failed=c.failed,
+        spent_usd=c.spent_usd,
+    )
+    if outcome.status == "complete":
+        result.scores, result.reports = _score(
+            run_dir, items, judged, ties=ties, bootstrap=bootstrap, seed=seed
+        )
+    result.wall_s = time.monotonic() - t0
+    manifest.update(
+        status=outcome.status,
+        finished_at=mf.now_iso(),
+        counts={
+            "comparisons": len(comparisons),
+            "judged": len(judged),
+            "requests": c.total,
+            "cache_hits": c.cache_hits,
+            "sent": c.sent,
+            "failed": c.failed,
+            "input_tokens": c.input_tokens,
+            "output_tokens": c.output_tokens,
+            "spent_usd": c.spent_usd,
+        },
+        wall_s=result.wall_s,
+    )
+    if outcome.status != "complete" and resume_hint:
+        manifest["resume"] = resume_hint
+    mf.write_json(run_dir / MANIFEST_FILE, manifest)
+    return result
+
+
+def _write_jsonl(path: Path, judged: Sequence[JudgedComparison]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w") as fh:
+        fh.writelines(j.to_json() + "\n" for j in judged)
+    os.replace(tmp, path)
+
+
+def _score(
+    run_dir: Path,
+    items: Sequence[Item],
+    judged: Sequence[JudgedComparison],
+    *,
+    ties: str,
+    bootstrap: int,
+    seed: int,
+) -> tuple[Any, list[Path]]:
+    """Scores and reports when the scoring/report modules are installed in this tree."""
+    try:
+        from . import scoring
+    except ImportError:
+        return None, []
+    scores = scoring.score(items, judged, ties=ties, bootstrap=bootstrap, seed=seed)  # type: ignore[arg-type]
+    try:
+        report = importlib.import_module("benchmark.report")
+    except ImportError:
+        return scores, []
+    written = report.write_reports(run_dir, scores)
+    return scores, [Path(p) for p in written or ()]

@@ -1,0 +1,102 @@
+"""What a run was: its deterministic id and `manifest.json` (judge, template, data, options,
+versions, git commit, times). Nothing secret goes in: options are listed field by field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from judges.base import JudgeIdentity, JudgeOptions
+
+# JudgeOptions fields that change answers (and so the run); the rest only shape sending
+ANSWER_FIELDS = ("temperature", "max_tokens", "seed", "top_logprobs", "system_prompt")
+PACKAGES = ("rmb-judge", "openai", "anthropic", "jinja2", "vllm", "llama-cpp-python")
+
+
+def items_hash(uids: Iterable[str]) -> str:
+    """Hash of the selected item uids: two runs over the same items share it."""
+    h = hashlib.sha256()
+    for uid in uids:
+        h.update(uid.encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def answer_options(options: JudgeOptions) -> dict[str, Any]:
+    return {f: getattr(options, f) for f in ANSWER_FIELDS}
+
+
+def sending_options(options: JudgeOptions) -> dict[str, Any]:
+    """All options except secrets (JudgeOptions holds none but the env var *name*)."""
+    return asdict(options)
+
+
+def run_id(identity: JudgeIdentity, template_name: str, inputs: Mapping[str, Any]) -> str:
+    """`<model>-<template>-<hash8>`: the same judge, template, data and options land in the same
+    directory, so rerunning the same command resumes there."""
+    digest = hashlib.sha256(
+        json.dumps(
+            {"judge": identity.label(), "template": template_name, **inputs},
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()[:8]
+    slug = re.sub(
+        r"[^A-Za-z0-9._-]+", "-", f"{identity.model.rsplit('/', 1)[-1]}-{Path(template_name).stem}"
+    )
+    return f"{slug.strip('-')[:60]}-{digest}"
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_commit(where: Path | None = None) -> str | None:
+    """The commit of the rmb-judge checkout (with '+dirty' when it has local changes)."""
+    where = where or Path(__file__).resolve().parent.parent
+    if not (where / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Atomic: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,509 @@
+"""Comparisons to judged comparisons: render, look up the cache, ask the judge for the rest.
+
+The only place that wires the rooms together (data -> plan -> prompts -> judges.cache <-> judge
+-> verdicts). Requests are deduplicated by cache key, so two comparisons that render the same
+request cost one call. Each worker slot holds at most one answer that is not yet committed
+(group commit: a worker waits for its answer's commit before it sends the next request), so a
+killed run loses at most `concurrency` answers and rerunning resumes from the cache."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from judges.base import (
+    ChatRequest,
+    Completion,
+    Judge,
+    JudgeIdentity,
+    JudgeOptions,
+    Message,
+    Usage,
+    cache_key,
+)
+from judges.cache import CacheStore
+from judges.errors import UserError
+
+from .data import Category, Item
+from .plan import Comparison
+from .results import JudgedComparison
+from .verdicts import Verdict
+
+log = logging.getLogger(__name__)
+
+
+class TemplateLike(Protocol):
+    """What the runner needs of a prompt template (prompts.Template)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def mode(self) -> Any: ...
+    @property
+    def parser(self) -> str: ...
+    @property
+    def max_tokens(self) -> int | None: ...
+    @property
+    def top_logprobs(self) -> int | None: ...
+    @property
+    def response_format(self) -> str | None: ...
+
+    def text_hash(self) -> str: ...
+
+    def render(
+        self,
+        *,
+        conversation: Sequence[Message],
+        responses: Sequence[str],
+        goal: str,
+        category: Category,
+    ) -> tuple[Message, ...]: ...
+
+
+class RunStopped(UserError):
+    """The run stopped before every comparison was answered (signal or budget)."""
+
+    exit_code = 130
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+@dataclass(slots=True)
+class Prepared:
+    """Every comparison with its cache key, and each distinct request once (plan order)."""
+
+    comparisons: list[Comparison]
+    keys: list[str]
+    requests: dict[str, ChatRequest]
+
+
+def prepare(
+    items: Sequence[Item],
+    comparisons: Sequence[Comparison],
+    template: TemplateLike,
+    identity: JudgeIdentity,
+    options: JudgeOptions,
+) -> Prepared:
+    by_uid = {it.uid: it for it in items}
+    keys: list[str] = []
+    requests: dict[str, ChatRequest] = {}
+    last: tuple[str, tuple[str, ...]] | None = None
+    messages: tuple[Message, ...] = ()
+    for c in comparisons:
+        # samples of one comparison are adjacent in a plan: render once
+        if last != (c.item_uid, c.shown):
+            it = by_uid[c.item_uid]
+            cands = it.candidates()
+            messages = template.render(
+                conversation=it.conversation,
+                responses=[cands[cid].text for cid in c.shown],
+                goal=it.category.goal,
+                category=it.category,
+            )
+            last = (c.item_uid, c.shown)
+        req = options.request(
+            messages,
+            identity.model,
+            sample_index=c.sample_index,
+            max_tokens=template.max_tokens,
+            top_logprobs=template.top_logprobs,
+            response_format=template.response_format,
+        )
+        key = cache_key(identity, req)
+        keys.append(key)
+        requests.setdefault(key, req)
+    return Prepared(list(comparisons), keys, requests)
+
+
+def estimate_input_tokens(request: ChatRequest) -> int:
+    """chars/4: a provider-neutral estimate, good enough for budgets."""
+    return max(1, sum(len(m.content) for m in request.messages) // 4)
+
+
+def cost_of(identity: JudgeIdentity, usage: Usage) -> float:
+    """USD for that usage, 0 when the price of the model is unknown (a local model)."""
+    try:
+        from judges.pricing import cost_usd
+    except ImportError:  # pricing table not installed in this tree
+        return 0.0
+    cost = cost_usd(identity, usage)
+    return float(cost or 0.0)
+
+
+# ---------------------------------------------------------------------------- progress
+
+
+@dataclass
+class Counters:
+    total: int = 0  # distinct requests
+    cache_hits: int = 0
+    sent: int = 0
+    answered: int = 0
+    failed: int = 0  # error/refused/empty/cut-off answers (not cached, asked again next run)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    spent_usd: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def done(self) -> int:
+        return self.cache_hits + self.answered + self.failed
+
+
+class ProgressView:
+    """One rich bar on stderr: done/total, cache hits, requests/s, retries, tokens, cost."""
+
+    def __init__(self, counters: Counters, judge: Judge, enabled: bool) -> None:
+        self.counters = counters
+        self.judge = judge
+        self._progress: Any = None
+        self._task: Any = None
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("judging"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                transient=False,
+                refresh_per_second=4,
+            )
+            self._task = self._progress.add_task("judging", total=counters.total, info="")
+
+    def __enter__(self) -> ProgressView:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self.refresh()
+            self._progress.stop()
+
+    def refresh(self) -> None:
+        if self._progress is None:
+            return
+        c = self.counters
+        elapsed = max(1e-9, time.monotonic() - c.started)
+        retries = getattr(getattr(self.judge, "stats", None), "retries", 0)
+        info = (
+            f"hits {c.cache_hits}  {c.sent / elapsed:.1f} req/s  retries {retries}  "
+            f"failed {c.failed}  tokens {c.input_tokens + c.output_tokens:,}  ${c.spent_usd:.4f}"
+        )
+        self._progress.update(self._task, completed=c.done, info=info)
+
+    async def tick(self) -> None:
+        while True:
+            self.refresh()
+            await asyncio.sleep(0.25)
+
+
+# ---------------------------------------------------------------------------- execution
+
+
+class _GroupCommit:
+    """Answers waiting for their commit; one commit (in a thread) takes all that are waiting."""
+
+    def __init__(self, store: CacheStore, identity: JudgeIdentity) -> None:
+        self.store = store
+        self.identity = identity
+        self.pending: list[tuple[str, Completion, asyncio.Future[None]]] = []
+        self.wake = asyncio.Event()
+
+    async def add(self, key: str, completion: Completion) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append((key, completion, fut))
+        self.wake.set()
+        await fut
+
+    async def run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        try:
+            await asyncio.to_thread(
+                self.store.put_many, [(k, self.identity, c) for k, c, _ in batch]
+            )
+        except BaseException as e:
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(e)
+            raise
+        for _, _, fut in batch:
+            if not fut.done():
+                fut.set_result(None)
+
+    def flush_now(self) -> None:
+        """Synchronous last flush (after cancellation)."""
+        batch, self.pending = self.pending, []
+        if batch:
+            self.store.put_many([(k, self.identity, c) for k, c, _ in batch])
+
+
+@dataclass
+class Budget:
+    """--max-cost: a request is sent only if spent + in-flight estimates + its own fit."""
+
+    limit_usd: float | None
+    identity: JudgeIdentity
+    max_tokens: int
+    in_flight_usd: float = 0.0
+    exhausted: bool = False
+    _out_tokens: int = 0
+    _answers: int = 0
+
+    def estimate(self, request: ChatRequest) -> float:
+        # until 10 answers are seen, assume the worst (max_tokens); then twice the mean
+        out = (
+            request.max_tokens
+            if self._answers < 10
+            else min(request.max_tokens, 2 * self._out_tokens // self._answers + 1)
+        )
+        return cost_of(self.identity, Usage(estimate_input_tokens(request), out))
+
+    def reserve(self, request: ChatRequest, spent: float) -> float | None:
+        if self.limit_usd is None:
+            return 0.0
+        est = self.estimate(request)
+        if spent + self.in_flight_usd + est > self.limit_usd:
+            self.exhausted = True
+            return None
+        self.in_flight_usd += est
+        return est
+
+    def settle(self, est: float, completion: Completion | None) -> None:
+        self.in_flight_usd -= est
+        if completion is not None and completion.is_answer:
+            self._answers += 1
+            self._out_tokens += completion.usage.output_tokens
+
+
+@dataclass
+class Outcome:
+    answers: dict[str, Completion]  # key -> completion (cache hits and new ones)
+    from_cache: set[str]
+    counters: Counters
+    status: str  # complete | interrupted | budget
+
+
+async def execute(
+    prepared: Prepared,
+    judge: Judge,
+    store: CacheStore,
+    *,
+    concurrency: int,
+    max_cost: float | None = None,
+    progress: bool = False,
+    batch_size: int = 256,
+    handle_signals: bool = True,
+) -> Outcome:
+    """Answer every distinct request of `prepared`: cache first, then the judge."""
+    identity = judge.identity
+    keys = list(prepared.requests)
+    answers = await asyncio.to_thread(store.get_many, keys)
+    from_cache = set(answers)
+    counters = Counters(total=len(keys), cache_hits=len(answers))
+    todo: Iterator[str] = (k for k in keys if k not in answers)
+    max_tokens = max((r.max_tokens for r in prepared.requests.values()), default=0)
+    budget = Budget(max_cost, identity, max_tokens)
+    committer = _GroupCommit(store, identity)
+    fatal: list[BaseException] = []
+    stop = asyncio.Event()
+
+    def record(key: str, c: Completion) -> None:
+        answers[key] = c
+        counters.input_tokens += c.usage.input_tokens
+        counters.output_tokens += c.usage.output_tokens
+        counters.spent_usd += cost_of(identity, c.usage)
+        if c.is_answer:
+            counters.answered += 1
+        else:
+            counters.failed += 1
+
+    def fail(e: BaseException) -> None:
+        # a bad key or a bug: stop at once, drop what is in flight (answers so far are kept)
+        fatal.append(e)
+        stop.set()
+        for w in workers:
+            w.cancel()
+
+    async def worker() -> None:
+        while not stop.is_set():
+            key = next(todo, None)
+            if key is None:
+                return
+            req = prepared.requests[key]
+            est = budget.reserve(req, counters.spent_usd)
+            if est is None:
+                stop.set()
+                return
+            counters.sent += 1
+            c: Completion | None = None
+            try:
+                c = await judge.complete(req)
+            except BaseException as e:
+                if not isinstance(e, asyncio.CancelledError):
+                    fail(e)
+                raise
+            finally:
+                budget.settle(est, c)
+            record(key, c)
+            if c.is_answer:
+                await committer.add(key, c)
+
+    async def batch_worker() -> None:
+        complete_many = judge.complete_many  # type: ignore[attr-defined]
+        while not stop.is_set():
+            chunk: list[tuple[str, float]] = []
+            while len(chunk) < batch_size:
+                key = next(todo, None)
+                if key is None:
+                    break
+                est = budget.reserve(prepared.requests[key], counters.spent_usd)
+                if est is None:
+                    stop.set()
+                    break
+                chunk.append((key, est))
+            if not chunk:
+                return
+            counters.sent += len(chunk)
+            try:
+                done = await complete_many([prepared.requests[k] for k, _ in chunk])
+            except BaseException as e:
+                if not isinstance(e, asyncio.CancelledError):
+                    fail(e)
+                raise
+            for (key, est), c in zip(chunk, done, strict=True):
+                budget.settle(est, c)
+                record(key, c)
+            await committer.flush()
+
+    interrupted = False
+    loop = asyncio.get_running_loop()
+    workers: list[asyncio.Task[None]] = []
+    is_batch = callable(getattr(judge, "complete_many", None))
+    n_workers = 1 if is_batch else max(1, concurrency)
+    workers += [
+        asyncio.create_task(batch_worker() if is_batch else worker()) for _ in range(n_workers)
+    ]
+    commit_task = asyncio.create_task(committer.run())
+
+    def on_signal() -> None:
+        nonlocal interrupted
+        interrupted = True
+        stop.set()
+        for w in workers:
+            w.cancel()
+
+    installed: list[signal.Signals] = []
+    if handle_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, on_signal)
+                installed.append(sig)
+    view = ProgressView(counters, judge, progress)
+    try:
+        with view:
+            ticker = asyncio.create_task(view.tick()) if progress else None
+            try:
+                await asyncio.gather(*workers, return_exceptions=True)
+            finally:
+                if ticker is not None:
+                    ticker.cancel()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        commit_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await commit_task
+        # answers whose commit had not run yet (their workers were cancelled or are done)
+        await asyncio.to_thread(committer.flush_now)
+    if fatal:
+        raise fatal[0]
+    status = "interrupted" if interrupted else "budget" if budget.exhausted else "complete"
+    return Outcome(answers, from_cache, counters, status)
+
+
+# ---------------------------------------------------------------------------- verdicts
+
+
+def judge_comparisons(
+    prepared: Prepared,
+    outcome: Outcome,
+    parser: str,
+    identity: JudgeIdentity,
+    parse: Callable[[str, Completion, int], Verdict] | None = None,
+) -> list[JudgedComparison]:
+    """One JudgedComparison per answered comparison, in plan order. The first comparison of a
+    key that was asked this run is the one that paid; the others read it as cached."""
+    if parse is None:
+        from .verdicts import parse as parse_verdict
+
+        parse = parse_verdict
+    verdicts: dict[tuple[str, int], Verdict] = {}
+    paid: set[str] = set()
+    out: list[JudgedComparison] = []
+    for comp, key in zip(prepared.comparisons, prepared.keys, strict=True):
+        c = outcome.answers.get(key)
+        if c is None:
+            continue
+        n = len(comp.shown)
+        verdict = verdicts.get((key, n))
+        if verdict is None:
+            verdict = _verdict(parser, c, n, parse)
+            verdicts[key, n] = verdict
+        cached = key in outcome.from_cache or key in paid
+        paid.add(key)
+        out.append(
+            JudgedComparison(
+                comparison=comp,
+                key=key,
+                verdict=verdict,
+                finish_reason=c.finish_reason,
+                input_tokens=c.usage.input_tokens,
+                output_tokens=c.usage.output_tokens,
+                cost_usd=cost_of(identity, c.usage),
+                latency_s=c.latency_s,
+                attempts=c.attempts,
+                cached=cached,
+            )
+        )
+    return out
+
+
+def _verdict(
+    parser: str, c: Completion, n_shown: int, parse: Callable[[str, Completion, int], Verdict]
+) -> Verdict:
+    # a refusal or a failed request has nothing to parse; a cut-off answer may still hold a verdict
+    if c.finish_reason in ("error", "refused", "content_filter"):
+        return Verdict("invalid", reason=f"{c.finish_reason}: {c.error or 'no answer'}")
+    if not c.text.strip():
+        return Verdict("invalid", reason=f"empty answer (finish_reason {c.finish_reason})")
+    return parse(parser, c, n_shown)
+
+
+def say(msg: str, quiet: bool = False) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr)
