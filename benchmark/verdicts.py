@@ -339,6 +339,8 @@ def parse(parser: str, completion: Completion, n_shown: int) -> Verdict:
         return invalid(f"refused: {c.error or c.finish_reason}")
     if c.finish_reason == "length" and parser not in _LENGTH_IS_NORMAL:
         return invalid("truncated")
+    if c.finish_reason not in ("stop", "length"):
+        return invalid(f"unexpected finish_reason {c.finish_reason!r}")
     if not c.text.strip():
         return invalid("empty answer")
     return fn(c, n_shown)

@@ -256,7 +256,9 @@ def _from_source(source: str, path: Path | None, where: str) -> Template:
 
 
 def _builtin_paths() -> list[Path]:
-    return sorted(p for p in BUILTIN_DIR.glob("*.j2") if not p.name.startswith("_"))
+    return sorted(
+        (p for p in BUILTIN_DIR.glob("*.j2") if not p.name.startswith("_")), key=lambda p: p.stem
+    )
 
 
 def load_template(name_or_path: str) -> Template:

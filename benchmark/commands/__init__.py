@@ -3,6 +3,6 @@
 
 from types import ModuleType
 
-from . import data
+from . import cache, data, run, templates
 
-COMMAND_MODULES: list[ModuleType] = [data]
+COMMAND_MODULES: list[ModuleType] = [data, templates, run, cache]
