@@ -472,7 +472,8 @@ def judge_comparisons(
         n = len(comp.shown)
         verdict = verdicts.get((key, n))
         if verdict is None:
-            verdict = _verdict(parser, c, n, parse)
+            # parse() turns failed, refused, cut-off and empty answers into invalid verdicts
+            verdict = parse(parser, c, n)
             verdicts[key, n] = verdict
         cached = key in outcome.from_cache or key in paid
         paid.add(key)
@@ -491,17 +492,6 @@ def judge_comparisons(
             )
         )
     return out
-
-
-def _verdict(
-    parser: str, c: Completion, n_shown: int, parse: Callable[[str, Completion, int], Verdict]
-) -> Verdict:
-    # a refusal or a failed request has nothing to parse; a cut-off answer may still hold a verdict
-    if c.finish_reason in ("error", "refused", "content_filter"):
-        return Verdict("invalid", reason=f"{c.finish_reason}: {c.error or 'no answer'}")
-    if not c.text.strip():
-        return Verdict("invalid", reason=f"empty answer (finish_reason {c.finish_reason})")
-    return parse(parser, c, n_shown)
 
 
 def say(msg: str, quiet: bool = False) -> None:
