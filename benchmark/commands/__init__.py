@@ -3,6 +3,6 @@
 
 from types import ModuleType
 
-from . import cache, data, run, templates
+from . import cache, data, report, run, templates
 
-COMMAND_MODULES: list[ModuleType] = [data, templates, run, cache]
+COMMAND_MODULES: list[ModuleType] = [data, templates, run, cache, report]

@@ -1,0 +1,225 @@
+"""Reports from a run directory: report.json / .md / .html, and `rmb report RUN` rebuilding them
+from the cache with the current parser.
+
+Runs are built here the way the runner writes them (the real planner, the real cache store, the
+real verdict parser) with a simulated judge whose raw answers are seeded text."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.data import Item, Selection, load
+from benchmark.plan import plan
+from benchmark.report import COMPARISONS_FILE, rebuild, write_reports
+from benchmark.results import JudgedComparison
+from benchmark.scoring import SUBSET_NAMES, score
+from benchmark.verdicts import Verdict, parse
+from judges.base import ChatRequest, Completion, JudgeIdentity, Message, Usage, cache_key
+from judges.cache import CacheStore
+
+SELECTION = Selection(per_scenario=2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def rmb_items(rmb_dir: Path) -> list[Item]:
+    return SELECTION.apply(load(rmb_dir))
+
+
+def _unit(*parts: object) -> float:
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def make_run(
+    run_dir: Path,
+    cache_dir: Path,
+    items: list[Item],
+    data_dir: Path,
+    *,
+    model: str = "judge-a",
+    template: str = "pairwise",
+    quality: float = 0.8,
+    bias: float = 0.1,
+    invalid: float = 0.03,
+    orders: str = "both",
+) -> list[JudgedComparison]:
+    """A finished run as the runner leaves it: manifest.json, comparisons.jsonl, and every raw
+    answer in a real cache store. The simulated judge answers "[[A]]"/"[[B]]" after a line of
+    reasoning: right with probability `quality`, "A" regardless with probability `bias`, and
+    an unreadable answer with probability `invalid`."""
+    identity = JudgeIdentity("sim", model)
+    comparisons = plan(items, "pairwise", orders=orders, seed=0)  # type: ignore[arg-type]
+    judged, entries = [], []
+    for c in comparisons:
+        request = ChatRequest(messages=(Message("user", f"{template}:{c.id}"),), model=model)
+        key = cache_key(identity, request)
+        u = _unit(model, template, c.id)
+        better = next(i for i, x in enumerate(c.shown) if x in ("best", "chosen"))
+        if u < invalid:
+            text = "Both answers have merits and I cannot pick one."
+        else:
+            pick = (
+                0
+                if u < invalid + bias
+                else better
+                if _unit("q", model, c.id) < quality
+                else 1 - better
+            )
+            text = f"Answer {'AB'[pick]} follows the request more closely <and> is safer.\n\n[[{'AB'[pick]}]]"
+        completion = Completion(text=text, usage=Usage(120, 30))
+        entries.append((key, identity, completion))
+        judged.append(
+            JudgedComparison(
+                c,
+                key,
+                parse("verdict-ab", completion, len(c.shown)),
+                "stop",
+                input_tokens=120,
+                output_tokens=30,
+                cost_usd=0.0002,
+            )
+        )
+    with CacheStore(cache_dir) as store:
+        store.put_many(entries)
+        cache_file = store.path
+    run_dir.mkdir(parents=True)
+    manifest: dict[str, Any] = {
+        "run_id": run_dir.name,
+        "status": "complete",
+        "judge": identity.label(),
+        "template": {"name": template, "parser": "verdict-ab", "mode": "pairwise"},
+        "data": {"source": str(data_dir), "items": len(items)},
+        "selection": asdict(SELECTION),
+        "plan": {"orders": orders, "bon_strategy": "pairwise", "samples": 1, "seed": 0},
+        "ties": "strict",
+        "cache": str(cache_file),
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    (run_dir / COMPARISONS_FILE).write_text("".join(j.to_json() + "\n" for j in judged))
+    return judged
+
+
+@pytest.fixture(scope="session")
+def finished_run(
+    tmp_path_factory: pytest.TempPathFactory, rmb_items: list[Item], rmb_dir: Path
+) -> tuple[Path, list[JudgedComparison]]:
+    root = tmp_path_factory.mktemp("run")
+    judged = make_run(root / "runs" / "a", root / "cache", rmb_items, rmb_dir)
+    return root / "runs" / "a", judged
+
+
+def test_reports_hold_the_scores(
+    tmp_path: Path, finished_run: tuple[Path, list[JudgedComparison]], rmb_items: list[Item]
+) -> None:
+    _, judged = finished_run
+    s = score(rmb_items, judged)
+    manifest = {"judge": "sim:judge-a", "template": {"name": "t"}}
+    paths = write_reports(tmp_path, s, manifest=manifest, judged=judged)
+    assert [p.name for p in paths] == ["report.json", "report.md", "report.html"]
+    data = json.loads(paths[0].read_text())
+    assert data["label"] == "sim:judge-a × t"
+    assert data["overall"]["accuracy"] == pytest.approx(s.overall.accuracy)
+    assert list(data["subsets"]) == list(SUBSET_NAMES)  # the paper's column order
+    assert len(data["items"]) == len(rmb_items) == s.overall.items
+    assert (
+        data["subsets"]["Helpfulness BoN"]["ci"]["low"]
+        < data["subsets"]["Helpfulness BoN"]["accuracy"]
+    )
+    md = paths[1].read_text().splitlines()
+    assert md[2] == "| Judge × template | " + " | ".join(SUBSET_NAMES) + " | Overall |"
+    assert md[4].startswith("| sim:judge-a × t | ")
+    assert f"{s.overall.accuracy:.3f}" in md[4]
+    text = paths[1].read_text()
+    for heading in (
+        "## Subsets",
+        "## Invalid verdicts: top reasons",
+        "## Helpfulness tasks",
+        "## Scenarios",
+    ):
+        assert heading in text
+    # every scenario has a row
+    assert sum(1 for line in md if line.startswith("| Helpfulness BoN / ")) >= len(
+        [k for k in s.scenarios if k.startswith("Helpfulness BoN / ")]
+    )
+    html = paths[2].read_text()
+    # self-contained: no script, no stylesheet or image fetched from anywhere
+    assert "<script" not in html.lower() and "<link" not in html and " src=" not in html
+    # the judge's raw answers came from the cache the manifest names; here there is none
+    assert "raw answer not in the cache" in html
+
+
+def test_html_examples_show_conversation_answers_and_judge(
+    tmp_path: Path, finished_run: tuple[Path, list[JudgedComparison]], rmb_items: list[Item]
+) -> None:
+    run_dir, judged = finished_run
+    s = score(rmb_items, judged)
+    out = tmp_path / "copy"
+    out.mkdir()
+    (out / "manifest.json").write_text((run_dir / "manifest.json").read_text())
+    write_reports(out, s, items=rmb_items, judged=judged)
+    html = (out / "report.html").read_text()
+    assert html.count('<details class="scenario">') == 5
+    assert "follows the request more closely &lt;and&gt; is safer" in html  # raw answer, escaped
+    wrong = next(r for r in s.items if r.score < 1)
+    assert wrong.uid in html or html.count('<details class="example">') > 0
+    item = next(it for it in rmb_items if f"{it.uid} — item score" in html)
+    from html import escape
+
+    assert escape(item.conversation[0].content[:60]) in html
+
+
+def test_rebuild_rereads_raw_answers_with_the_current_parser(
+    tmp_path: Path, finished_run: tuple[Path, list[JudgedComparison]], rmb_items: list[Item]
+) -> None:
+    """An old parser read nothing: every stored verdict is invalid. `rmb report` re-reads the
+    cached answers and gets the true scores back without a single request."""
+    run_dir, judged = finished_run
+    old = tmp_path / "old-run"
+    old.mkdir()
+    (old / "manifest.json").write_text((run_dir / "manifest.json").read_text())
+    broken = [replace(j, verdict=Verdict("invalid", reason="old parser")) for j in judged]
+    (old / COMPARISONS_FILE).write_text("".join(j.to_json() + "\n" for j in broken))
+    assert score(rmb_items, broken, bootstrap=0).overall.accuracy == 0
+
+    r = rebuild(old)
+    truth = score(rmb_items, judged)
+    assert r.reparsed == len(judged) and r.not_in_cache == 0
+    assert r.changed == sum(1 for j in judged if j.verdict.kind != "invalid") + sum(
+        1 for j in judged if j.verdict.kind == "invalid" and j.verdict.reason != "old parser"
+    )
+    assert r.scores.overall.accuracy == pytest.approx(truth.overall.accuracy)
+    assert r.scores.to_dict()["subsets"] == truth.to_dict()["subsets"]
+    assert json.loads((old / "report.json").read_text())["overall"]["accuracy"] == pytest.approx(
+        truth.overall.accuracy
+    )
+
+    # --no-reparse keeps the stored verdicts
+    kept = rebuild(old, reparse_answers=False, bootstrap=0)
+    assert kept.scores.overall.accuracy == 0 and kept.scores.overall.invalid_rate == 1
+
+
+def test_rmb_report_command(
+    tmp_path: Path,
+    finished_run: tuple[Path, list[JudgedComparison]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run_dir, _ = finished_run
+    copy = tmp_path / "r"
+    copy.mkdir()
+    for name in ("manifest.json", COMPARISONS_FILE):
+        (copy / name).write_text((run_dir / name).read_text())
+    assert main(["report", str(copy), "--ties", "half", "--bootstrap", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "| Judge × template | Helpfulness BoN |" in out and "report.html" in out
+    data = json.loads((copy / "report.json").read_text())
+    assert data["options"] == {"ties": "half", "bootstrap": 200, "seed": 0}
+
+    assert main(["report", str(tmp_path / "nothing-here")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
