@@ -123,14 +123,15 @@ def test_data_source_order(tmp_path: Path, rmb_dir: Path, monkeypatch: pytest.Mo
     assert data_source(_args("--data", "elsewhere")) == Path("elsewhere")
 
 
-def test_load_selected(rmb_dir: Path) -> None:
+def test_load_selected(rmb_dir: Path, items: list[Item]) -> None:
     args = _args("--data", str(rmb_dir), "--set", "pairwise", "--task", "Code", "--limit", "5")
-    chosen = load_selected(args)
-    assert len(chosen) == 5
-    assert all(i.category.task == "Code" and i.category.set == "pairwise" for i in chosen)
     sel = select(args)
-    assert [i.uid for i in sel.items] == [i.uid for i in chosen]
+    assert len(sel.items) == 5
+    assert all(i.category.task == "Code" and i.category.set == "pairwise" for i in sel.items)
+    assert sel.items == Selection(sets=("pairwise",), tasks=("Code",), limit=5).apply(items)
     assert len(sel.dataset.absent_files) == 3
     one = rmb_dir / "BoN_set" / "Harmlessness" / "S1.json"
+    chosen = load_selected(_args("--data", str(one), "--limit", "7", "--seed", "3"))
+    assert chosen == Selection(limit=7, seed=3).apply(load(one))
     with pytest.raises(DataError, match="no items match the selection"):
         select(_args("--data", str(one), "--scenario", "nothing-like-this"))
