@@ -182,6 +182,9 @@ def _extract(
     RMB_dataset/ are read, and only paths the manifest names are written."""
     installed: list[str] = []
     mismatched: dict[str, str] = {}
+    if data_dir.is_dir():  # left by an extraction that was interrupted
+        for stray in data_dir.rglob("*.json.tmp"):
+            stray.unlink()
     with tarfile.open(archive, "r|gz") as tar:
         for member in tar:
             parts = PurePosixPath(member.name).parts

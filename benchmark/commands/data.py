@@ -280,4 +280,6 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     print(
         f"{report.verified} files of commit {report.commit[:12]} verified in {report.dataset_dir}"
     )
+    if args.dest:  # only the default location is found without --data
+        print(f"use it with --data '{report.dataset_dir}' or RMB_DATA='{report.dataset_dir}'")
     return 0
