@@ -6,6 +6,7 @@ real verdict parser) with a simulated judge whose raw answers are seeded text.""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, replace
@@ -27,9 +28,15 @@ from judges.cache import CacheStore
 SELECTION = Selection(per_scenario=2, seed=0)
 
 
-@pytest.fixture(scope="session")
-def rmb_items(rmb_dir: Path) -> list[Item]:
+@functools.cache
+def real_items(rmb_dir: Path) -> list[Item]:
+    """Two items per scenario of the real dataset, loaded once per test session."""
     return SELECTION.apply(load(rmb_dir))
+
+
+@pytest.fixture
+def rmb_items(rmb_dir: Path) -> list[Item]:
+    return real_items(rmb_dir)
 
 
 def _unit(*parts: object) -> float:
@@ -108,10 +115,10 @@ def make_run(
 
 @pytest.fixture(scope="session")
 def finished_run(
-    tmp_path_factory: pytest.TempPathFactory, rmb_items: list[Item], rmb_dir: Path
+    tmp_path_factory: pytest.TempPathFactory, rmb_dir: Path
 ) -> tuple[Path, list[JudgedComparison]]:
     root = tmp_path_factory.mktemp("run")
-    judged = make_run(root / "runs" / "a", root / "cache", rmb_items, rmb_dir)
+    judged = make_run(root / "runs" / "a", root / "cache", real_items(rmb_dir), rmb_dir)
     return root / "runs" / "a", judged
 
 

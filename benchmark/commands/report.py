@@ -107,7 +107,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result = compare_runs(args.runs, bootstrap=args.bootstrap, seed=args.seed)
     for warning in result.warnings:
         print(f"rmb: warning: {warning}", file=sys.stderr)
-    print(result.markdown())
+    print(result.markdown(), end="")
     if args.out:
         for path in write_comparison(args.out, result):
             print(path, file=sys.stderr)

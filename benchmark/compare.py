@@ -1,0 +1,290 @@
+"""`rmb compare RUN RUN...`: judges or templates side by side. One row per run, then for each
+pair of runs, over the items both judged, the paired bootstrap interval of the accuracy
+difference per subset, Overall and scenario, and McNemar's test on the paired item outcomes.
+This is how a user decides whether template B really beats template A."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+import numpy as np
+
+from judges.errors import UserError
+
+from .report import md_table, read_manifest, rebuild, run_label
+from .scoring import SUBSET_NAMES, ItemResult, scenario_name
+from .stats import (
+    Interval,
+    McNemar,
+    mcnemar_paired,
+    paired_bootstrap_diffs,
+    percentile_interval,
+    rng_for,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunData:
+    path: Path
+    label: str
+    report: dict[str, Any]
+    items: dict[str, ItemResult]
+
+
+def load_run(path: Path) -> RunData:
+    """A run's report.json (rebuilt from the cache first if the run has none)."""
+    report_file = path / "report.json"
+    if not report_file.is_file():
+        if not path.is_dir():
+            raise UserError(f"{path}: no such run directory")
+        rebuild(path)
+    try:
+        report = json.loads(report_file.read_text())
+        items = {d["uid"]: ItemResult.from_dict(d) for d in report["items"]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{report_file}: not a report this version can read ({e})") from None
+    label = report.get("label") or run_label(read_manifest(path))
+    return RunData(path, label, report, items)
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """B − A over the items both runs judged in one group."""
+
+    name: str
+    items: int
+    a: float
+    b: float
+    diff: float
+    ci: Interval | None
+    mcnemar: McNemar
+
+    @property
+    def significant(self) -> bool:
+        """The 95% interval excludes zero."""
+        return self.ci is not None and (self.ci.low > 0 or self.ci.high < 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "items": self.items,
+            "a": self.a,
+            "b": self.b,
+            "diff": self.diff,
+            "ci": self.ci.to_dict() if self.ci else None,
+            "significant": self.significant,
+            "mcnemar": self.mcnemar.to_dict(),
+        }
+
+
+@dataclass
+class PairComparison:
+    a: str
+    b: str
+    common: int
+    only_a: int
+    only_b: int
+    subsets: list[Difference]
+    overall: Difference | None
+    scenarios: list[Difference]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "common_items": self.common,
+            "only_a": self.only_a,
+            "only_b": self.only_b,
+            "subsets": [d.to_dict() for d in self.subsets],
+            "overall": self.overall.to_dict() if self.overall else None,
+            "scenarios": [d.to_dict() for d in self.scenarios],
+        }
+
+
+def _difference(
+    name: str, pairs: Sequence[tuple[float, float]], bootstrap: int, seed: int
+) -> tuple[Difference, np.ndarray]:
+    a = [x for x, _ in pairs]
+    b = [y for _, y in pairs]
+    samples = paired_bootstrap_diffs(a, b, bootstrap, rng_for(seed, name))
+    d = Difference(
+        name,
+        len(pairs),
+        fmean(a),
+        fmean(b),
+        fmean(b) - fmean(a),
+        percentile_interval(samples),
+        mcnemar_paired(a, b),
+    )
+    return d, samples
+
+
+def compare_pair(a: RunData, b: RunData, *, bootstrap: int = 1000, seed: int = 0) -> PairComparison:
+    common = sorted(a.items.keys() & b.items.keys())
+    by_subset: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    by_scenario: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for uid in common:
+        ra, rb = a.items[uid], b.items[uid]
+        by_subset[ra.category.subset].append((ra.score, rb.score))
+        by_scenario[scenario_name(ra.category)].append((ra.score, rb.score))
+    subsets, samples = [], []
+    for name in SUBSET_NAMES:
+        if name in by_subset:
+            d, s = _difference(name, by_subset[name], bootstrap, seed)
+            subsets.append(d)
+            samples.append(s)
+    overall = None
+    if subsets:
+        # Overall is the mean of the subsets, so its difference is too; subsets resample apart
+        all_pairs = [p for name in SUBSET_NAMES for p in by_subset.get(name, [])]
+        stacked = np.mean(samples, axis=0) if bootstrap > 0 else np.empty(0)
+        overall = Difference(
+            "Overall",
+            len(common),
+            fmean(d.a for d in subsets),
+            fmean(d.b for d in subsets),
+            fmean(d.diff for d in subsets),
+            percentile_interval(stacked),
+            mcnemar_paired([x for x, _ in all_pairs], [y for _, y in all_pairs]),
+        )
+    scenarios = [
+        _difference(name, pairs, bootstrap, seed)[0] for name, pairs in sorted(by_scenario.items())
+    ]
+    return PairComparison(
+        a.label,
+        b.label,
+        len(common),
+        len(a.items.keys() - b.items.keys()),
+        len(b.items.keys() - a.items.keys()),
+        subsets,
+        overall,
+        scenarios,
+    )
+
+
+@dataclass
+class CompareResult:
+    runs: list[RunData]
+    pairs: list[PairComparison]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runs": [
+                {
+                    "label": r.label,
+                    "path": str(r.path),
+                    "items": len(r.items),
+                    "subsets": {
+                        k: {"accuracy": g["accuracy"], "ci": g["ci"], "items": g["items"]}
+                        for k, g in r.report.get("subsets", {}).items()
+                    },
+                    "overall": {
+                        "accuracy": r.report["overall"]["accuracy"],
+                        "ci": r.report["overall"]["ci"],
+                    },
+                }
+                for r in self.runs
+            ],
+            "pairs": [p.to_dict() for p in self.pairs],
+            "warnings": self.warnings,
+        }
+
+    def markdown(self) -> str:
+        def cell(g: dict[str, Any] | None) -> str:
+            if not g or g.get("accuracy") is None:
+                return "–"
+            ci = g.get("ci")
+            return f"{g['accuracy']:.3f}" + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else "")
+
+        rows = [
+            [
+                r.label,
+                *(cell(r.report.get("subsets", {}).get(n)) for n in SUBSET_NAMES),
+                cell(r.report.get("overall")),
+                f"{len(r.items):,}",
+            ]
+            for r in self.runs
+        ]
+        out = [
+            "# RMB comparison",
+            "",
+            md_table(["Judge × template", *SUBSET_NAMES, "Overall", "Items"], rows),
+            "",
+        ]
+        out += [f"> warning: {w}" for w in self.warnings]
+        for p in self.pairs:
+            out += [
+                "",
+                f"## {p.b} − {p.a}",
+                "",
+                f"Paired over the {p.common:,} items both judged: B − A with its 95% paired "
+                "bootstrap interval (* = excludes 0), and McNemar's test on the item outcomes "
+                "(A better / B better = discordant items).",
+                "",
+                md_table(
+                    ["Group", "Items", "A", "B", "B − A", "95% CI", "McNemar p", "A / B better"],
+                    [_diff_row(d) for d in [*p.subsets, *([p.overall] if p.overall else [])]],
+                ),
+                "",
+                "### Scenarios",
+                "",
+                md_table(
+                    ["Scenario", "Items", "A", "B", "B − A", "95% CI", "McNemar p", "A / B better"],
+                    [_diff_row(d) for d in p.scenarios],
+                ),
+            ]
+        return "\n".join(out) + "\n"
+
+
+def _diff_row(d: Difference) -> list[object]:
+    ci = f"[{d.ci.low:+.3f}, {d.ci.high:+.3f}]" if d.ci else "–"
+    return [
+        d.name,
+        f"{d.items:,}",
+        f"{d.a:.3f}",
+        f"{d.b:.3f}",
+        f"{d.diff:+.3f}" + (" *" if d.significant else ""),
+        ci,
+        f"{d.mcnemar.p_value:.3g}",
+        f"{d.mcnemar.a_better} / {d.mcnemar.b_better}",
+    ]
+
+
+def compare_runs(paths: Sequence[Path], *, bootstrap: int = 1000, seed: int = 0) -> CompareResult:
+    if len(paths) < 2:
+        raise UserError("compare needs at least two run directories")
+    runs = [load_run(Path(p)) for p in paths]
+    # two runs of the same judge × template: tell them apart by directory
+    seen = Counter(r.label for r in runs)
+    runs = [
+        RunData(r.path, f"{r.label} ({r.path.name})", r.report, r.items) if seen[r.label] > 1 else r
+        for r in runs
+    ]
+    result = CompareResult(runs, [])
+    for a, b in combinations(runs, 2):
+        pc = compare_pair(a, b, bootstrap=bootstrap, seed=seed)
+        if pc.only_a or pc.only_b:
+            result.warnings.append(
+                f"{a.label} and {b.label} cover different items ({pc.only_a:,} only in the "
+                f"first, {pc.only_b:,} only in the second); compared on the {pc.common:,} in common"
+            )
+        if pc.common == 0:
+            result.warnings.append(f"{a.label} and {b.label} have no item in common")
+        result.pairs.append(pc)
+    return result
+
+
+def write_comparison(out_dir: Path, result: CompareResult) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "compare.json", out_dir / "compare.md"]
+    paths[0].write_text(json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n")
+    paths[1].write_text(result.markdown())
+    return paths
