@@ -167,6 +167,8 @@ class JudgeOptions:
     tokens_per_min: int | None = None
     timeout_s: float = 120.0
     max_retries: int = 6
+    # first retry wait in seconds (doubles per retry, with jitter); a Retry-After overrides it
+    backoff_s: float = 1.0
 
     def request(
         self,
