@@ -166,7 +166,9 @@ def _conversation(obj: Any, where: _Where) -> tuple[Message, ...]:
     for i, m in enumerate(obj):
         if type(m) is not dict:
             raise where.error(f"conversation_input[{i}]", f"expected an object, got {_kind(m)}")
-        role = _ROLES.get(m.get("role"))  # type: ignore[arg-type]
+        raw_role = m.get("role")
+        # a list or object as role must be an error, not a TypeError from the dict lookup
+        role = _ROLES.get(raw_role) if type(raw_role) is str else None
         content = m.get("content")
         if role is None:
             what = f"expected 'user', 'assistant' or 'system', got {m.get('role')!r}"

@@ -281,13 +281,19 @@ def logprob_ab(completion: Completion, n_shown: int) -> Verdict:
             continue  # leading whitespace or markup: the verdict comes later
         if label is None:
             break
-        mass = {"A": 0.0, "B": 0.0}
+        logps: dict[str, list[float]] = {"A": [], "B": []}
         alternatives = dict(pos.top)
         alternatives.setdefault(pos.token, pos.logprob)
         for tok, lp in alternatives.items():
             alt = _logprob_label(tok)
-            if alt:
-                mass[alt] += math.exp(lp)
+            if alt and math.isfinite(lp):
+                logps[alt].append(lp)
+        # relative to the largest, so a server's nonsense (-1000 everywhere, +800) cannot
+        # underflow to 0/0 or overflow exp()
+        top = max((lp for lps in logps.values() for lp in lps), default=None)
+        if top is None:
+            return invalid("no finite logprob for A or B at the verdict position")
+        mass = {k: sum(math.exp(lp - top) for lp in lps) for k, lps in logps.items()}
         total = mass["A"] + mass["B"]
         probs = (mass["A"] / total, mass["B"] / total)
         choice = "AB".index(label) if probs[0] == probs[1] else (0 if probs[0] > probs[1] else 1)
