@@ -36,9 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     fetch = dsub.add_parser(
         "fetch",
         help="download RMB at the pinned commit and verify every file",
-        description="Download the RMB repository archive at the pinned commit, keep its "
-        "RMB_dataset/ files that match their git blob ids, and stop there. Safe to interrupt "
-        "and rerun: a partial download resumes, a verified copy is left alone.",
+        description="Download the RMB repository archive at the pinned commit and keep only "
+        "its RMB_dataset/ files, each checked against its git blob id. Safe to interrupt and "
+        "rerun: a partial download resumes, a verified copy is left alone.",
     )
     fetch.add_argument(
         "--dest",
@@ -54,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--manifest",
         type=Path,
         metavar="FILE",
-        help="JSON list of files and git blob ids to verify against (default: the pinned commit's)",
+        help="manifest JSON to verify against: repo, commit, files[] with path and git_blob_sha1 "
+        "(default: the pinned commit's)",
     )
     fetch.add_argument(
         "--print-path",
