@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from benchmark.data import BoNItem, Category, PairwiseItem, Response
@@ -324,3 +326,28 @@ def test_real_plan_orders_score_a_perfect_judge_one(orders: str) -> None:
     if orders == "both":
         assert firsts.subsets["Harmlessness BoN"].accuracy == 0.5
         assert firsts.subsets["Harmlessness BoN"].consistency == 0.0
+
+
+def test_full_real_dataset_scores_in_seconds(rmb_dir: Path) -> None:
+    """Every real RMB item through the real planner (both orders), a judge that always picks
+    the first answer shown, 1,000 bootstrap resamples: exact expected scores, and fast."""
+    import time
+
+    from benchmark.data import load
+    from benchmark.plan import plan
+
+    items = load(rmb_dir)
+    comparisons = plan(items, "pairwise", orders="both")
+    judged = [JudgedComparison(c, "k", choice(0), "stop") for c in comparisons]
+    t0 = time.perf_counter()
+    s = score(items, judged, bootstrap=1000)
+    elapsed = time.perf_counter() - t0
+    # pairwise: right in the order that shows "chosen" first only → 0.5 on every item;
+    # BoN: order 0 shows best first against every loser (wins all), order 1 loses all → 0.5
+    assert {g.accuracy for g in s.subsets.values()} == {0.5}
+    assert s.overall.accuracy == 0.5 and s.overall.items == len(items)
+    assert s.overall.consistency == 0 and s.overall.first_position_rate == 1
+    assert len(s.subsets) == 4 and s.missing_subsets == []
+    # 12 helpfulness tasks in each set; harmlessness has no task level
+    assert len(s.tasks) == 24
+    assert elapsed < 20, f"scoring {len(judged):,} comparisons took {elapsed:.1f}s"
