@@ -28,6 +28,7 @@ SERVER_HINT = "run `make install`, or `pip install 'llama-cpp-python[server]==0.
 # RMB prompts reach several thousand tokens; SmolLM2 was trained for 8192
 CONTEXT_SIZES = (8192, 4096)
 START_TIMEOUT_S = 120.0
+LOCAL_TIMEOUT_S = 600.0
 LLAMA_FTYPE_MOSTLY_Q8_0 = 7
 
 # The server reads its settings from the environment too (pydantic-settings, no prefix): a stray
@@ -46,6 +47,7 @@ import ctypes, sys, llama_cpp
 p = llama_cpp.llama_model_quantize_default_params()
 p.ftype = int(sys.argv[3])
 p.nthread = 2
+p.allow_requantize = True  # the shipped file is already quantized (Q4_1)
 sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), ctypes.byref(p)))
 """
 
@@ -227,14 +229,21 @@ class LocalJudge:
             if self._closed:
                 raise JudgeSetupError("local judge: used after aclose()")
             if self._inner is None:
-                from .openai_api import build as build_openai
+                from .http_judge import PLACEHOLDER_KEY, TRANSPORT
+                from .openai_api import OpenAIJudge
 
                 base_url = await self.server.astart()
-                # concurrency 1: the server has one slot; more would only queue there, and time out
-                inner = build_openai(
-                    self.identity.model,
-                    replace(self.options, base_url=base_url, api_key_env=None, concurrency=1),
+                # concurrency 1: the server has one slot (more would only queue there). A CPU
+                # model is slow: the timeout is at least LOCAL_TIMEOUT_S so a long prompt is not
+                # sent twice. No key: the server wants none, and a user's OPENAI_API_KEY stays home.
+                opts = replace(
+                    self.options,
+                    base_url=base_url,
+                    api_key_env=None,
+                    concurrency=1,
+                    timeout_s=max(self.options.timeout_s, LOCAL_TIMEOUT_S),
                 )
+                inner = OpenAIJudge(self.identity.model, opts, PLACEHOLDER_KEY, "none", TRANSPORT)
                 inner.stats = self.stats
                 self._inner = inner
             return self._inner
