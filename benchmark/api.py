@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -38,6 +38,8 @@ from .runner import (
 
 COMPARISONS_FILE = "comparisons.jsonl"
 MANIFEST_FILE = "manifest.json"
+# the cache key of every comparison, so a rerun with the same inputs renders nothing
+KEYS_FILE = "keys.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,18 +140,31 @@ def _build_judge(spec: str | None, options: JudgeOptions) -> Judge:
     return build_judge(spec or default_judge_spec(), options)
 
 
-def estimate(prepared: Prepared, cached: int, judge: Judge, store_hits: set[str]) -> Estimate:
-    todo = [r for k, r in prepared.requests.items() if k not in store_hits]
-    tokens_in = sum(estimate_input_tokens(r) for r in todo)
-    tokens_out = sum(r.max_tokens for r in todo)
+def estimate(prepared: Prepared, hits: set[str], judge: Judge) -> Estimate:
+    tokens_in = tokens_out = 0
+    for key in prepared.first:
+        if key not in hits:
+            r = prepared.request(key)
+            tokens_in += estimate_input_tokens(r)
+            tokens_out += r.max_tokens
     return Estimate(
         comparisons=len(prepared.comparisons),
-        requests=len(prepared.requests),
-        cached=cached,
+        requests=len(prepared.first),
+        cached=len(hits),
         input_tokens=tokens_in,
         cost_input_usd=cost_of(judge.identity, Usage(tokens_in, 0)),
         cost_max_usd=cost_of(judge.identity, Usage(tokens_in, tokens_out)),
     )
+
+
+def _saved_keys(path: Path, digest: str, n: int) -> list[str] | None:
+    """Keys an earlier run with the very same inputs computed (skips rendering on a rerun)."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    keys = saved.get("keys") if isinstance(saved, dict) and saved.get("inputs") == digest else None
+    return keys if isinstance(keys, list) and len(keys) == n else None
 
 
 async def arun(
@@ -206,8 +221,7 @@ async def arun(
     the_judge = _build_judge(judge, options) if judge is None or isinstance(judge, str) else judge
     try:
         identity = the_judge.identity
-        prepared = prepare(items, comparisons, tpl, identity, options)
-        data_hash = mf.items_hash(it.uid for it in items)
+        data_hash = mf.items_hash(items)
         plan_opts = {
             "orders": orders,
             "bon_strategy": bon_strategy or tpl.mode,
@@ -215,7 +229,7 @@ async def arun(
             "samples": samples,
             "seed": seed,
         }
-        rid = run_id or mf.run_id(
+        digest = mf.fingerprint(
             identity,
             tpl.name,
             {
@@ -225,12 +239,15 @@ async def arun(
                 "answer": mf.answer_options(options),
             },
         )
+        rid = run_id or mf.run_id(identity, tpl.name, digest)
         run_dir = Path(runs_dir) / rid
+        known = _saved_keys(run_dir / KEYS_FILE, digest, len(comparisons))
+        prepared = prepare(items, comparisons, tpl, identity, options, known_keys=known)
         store = CacheStore(cache_dir)
         try:
             if dry_run:
-                hits = set(await asyncio.to_thread(store.get_many, prepared.requests))
-                est = estimate(prepared, len(hits), the_judge, hits)
+                hits = set(await asyncio.to_thread(store.get_many, prepared.first))
+                est = estimate(prepared, hits, the_judge)
                 return RunResult(
                     rid,
                     run_dir,
@@ -242,8 +259,11 @@ async def arun(
                     estimate=est,
                 )
             run_dir.mkdir(parents=True, exist_ok=True)
+            if known is None:
+                mf.write_json(run_dir / KEYS_FILE, {"inputs": digest, "keys": prepared.keys})
             manifest: dict[str, Any] = {
                 "run_id": rid,
+                "inputs": digest,
                 "status": "running",
                 "judge": identity.label(),
                 "judge_identity": asdict(identity),
@@ -296,10 +316,9 @@ async def arun(
         spent_usd=c.spent_usd,
     )
     if outcome.status == "complete":
-        result.scores, result.reports = _score(
-            run_dir, items, judged, ties=ties, bootstrap=bootstrap, seed=seed
-        )
-    result.wall_s = time.monotonic() - t0
+        from .scoring import score
+
+        result.scores = score(items, judged, ties=ties, bootstrap=bootstrap, seed=seed)  # type: ignore[arg-type]
     manifest.update(
         status=outcome.status,
         finished_at=mf.now_iso(),
@@ -314,11 +333,23 @@ async def arun(
             "output_tokens": c.output_tokens,
             "spent_usd": c.spent_usd,
         },
-        wall_s=result.wall_s,
+        wall_s=time.monotonic() - t0,
     )
     if outcome.status != "complete" and resume_hint:
         manifest["resume"] = resume_hint
     mf.write_json(run_dir / MANIFEST_FILE, manifest)
+    if result.scores is not None:
+        from .report import write_reports
+
+        result.reports = write_reports(
+            run_dir,
+            result.scores,
+            manifest=manifest,
+            items=items,
+            judged=judged,
+            completions=outcome.answers,
+        )
+    result.wall_s = time.monotonic() - t0
     return result
 
 
@@ -327,26 +358,3 @@ def _write_jsonl(path: Path, judged: Sequence[JudgedComparison]) -> None:
     with tmp.open("w") as fh:
         fh.writelines(j.to_json() + "\n" for j in judged)
     os.replace(tmp, path)
-
-
-def _score(
-    run_dir: Path,
-    items: Sequence[Item],
-    judged: Sequence[JudgedComparison],
-    *,
-    ties: str,
-    bootstrap: int,
-    seed: int,
-) -> tuple[Any, list[Path]]:
-    """Scores and reports when the scoring/report modules are installed in this tree."""
-    try:
-        from . import scoring
-    except ImportError:
-        return None, []
-    scores = scoring.score(items, judged, ties=ties, bootstrap=bootstrap, seed=seed)  # type: ignore[arg-type]
-    try:
-        report = importlib.import_module("benchmark.report")
-    except ImportError:
-        return scores, []
-    written = report.write_reports(run_dir, scores)
-    return scores, [Path(p) for p in written or ()]

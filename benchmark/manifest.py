@@ -18,17 +18,23 @@ from typing import Any
 
 from judges.base import JudgeIdentity, JudgeOptions
 
+from .data import Item
+
 # JudgeOptions fields that change answers (and so the run); the rest only shape sending
 ANSWER_FIELDS = ("temperature", "max_tokens", "seed", "top_logprobs", "system_prompt")
 PACKAGES = ("rmb-judge", "openai", "anthropic", "jinja2", "vllm", "llama-cpp-python")
 
 
-def items_hash(uids: Iterable[str]) -> str:
-    """Hash of the selected item uids: two runs over the same items share it."""
+def items_hash(items: Iterable[Item]) -> str:
+    """Content hash of the selected items (uids, conversations, candidate texts), in order."""
     h = hashlib.sha256()
-    for uid in uids:
-        h.update(uid.encode())
-        h.update(b"\n")
+    for it in items:
+        h.update(it.uid.encode())
+        for m in it.conversation:
+            h.update(b"\0" + m.role.encode() + b"\0" + m.content.encode())
+        for cid, r in it.candidates().items():
+            h.update(b"\1" + cid.encode() + b"\0" + r.text.encode())
+        h.update(b"\2")
     return h.hexdigest()
 
 
@@ -41,20 +47,19 @@ def sending_options(options: JudgeOptions) -> dict[str, Any]:
     return asdict(options)
 
 
-def run_id(identity: JudgeIdentity, template_name: str, inputs: Mapping[str, Any]) -> str:
+def fingerprint(identity: JudgeIdentity, template_name: str, inputs: Mapping[str, Any]) -> str:
+    """Everything that decides which requests a run makes (not how they are sent)."""
+    blob = {"judge": identity.label(), "template": template_name, **inputs}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_id(identity: JudgeIdentity, template_name: str, digest: str) -> str:
     """`<model>-<template>-<hash8>`: the same judge, template, data and options land in the same
     directory, so rerunning the same command resumes there."""
-    digest = hashlib.sha256(
-        json.dumps(
-            {"judge": identity.label(), "template": template_name, **inputs},
-            sort_keys=True,
-            default=str,
-        ).encode()
-    ).hexdigest()[:8]
     slug = re.sub(
         r"[^A-Za-z0-9._-]+", "-", f"{identity.model.rsplit('/', 1)[-1]}-{Path(template_name).stem}"
     )
-    return f"{slug.strip('-')[:60]}-{digest}"
+    return f"{slug.strip('-')[:60]}-{digest[:8]}"
 
 
 def versions() -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import sys
@@ -78,11 +79,18 @@ class RunStopped(UserError):
 
 @dataclass(slots=True)
 class Prepared:
-    """Every comparison with its cache key, and each distinct request once (plan order)."""
+    """Every comparison with its cache key; each distinct key once, by its first comparison.
+
+    Requests are rendered again when they are sent rather than kept: holding every rendered
+    prompt of the full RMB would cost hundreds of MB, and a cached rerun renders nothing."""
 
     comparisons: list[Comparison]
     keys: list[str]
-    requests: dict[str, ChatRequest]
+    first: dict[str, int]  # distinct key -> index of its first comparison (plan order)
+    render: Callable[[int], ChatRequest]
+
+    def request(self, key: str) -> ChatRequest:
+        return self.render(self.first[key])
 
 
 def prepare(
@@ -91,15 +99,19 @@ def prepare(
     template: TemplateLike,
     identity: JudgeIdentity,
     options: JudgeOptions,
+    *,
+    known_keys: Sequence[str] | None = None,
 ) -> Prepared:
+    """Keys for all comparisons. `known_keys` (saved by an earlier run with the same inputs)
+    skips rendering; otherwise every comparison is rendered once here."""
+    comparisons = list(comparisons)
     by_uid = {it.uid: it for it in items}
-    keys: list[str] = []
-    requests: dict[str, ChatRequest] = {}
-    last: tuple[str, tuple[str, ...]] | None = None
-    messages: tuple[Message, ...] = ()
-    for c in comparisons:
-        # samples of one comparison are adjacent in a plan: render once
-        if last != (c.item_uid, c.shown):
+    memo: dict[tuple[str, tuple[str, ...]], tuple[Message, ...]] = {}
+
+    def render(i: int) -> ChatRequest:
+        c = comparisons[i]
+        messages = memo.get((c.item_uid, c.shown))
+        if messages is None:
             it = by_uid[c.item_uid]
             cands = it.candidates()
             messages = template.render(
@@ -108,8 +120,11 @@ def prepare(
                 goal=it.category.goal,
                 category=it.category,
             )
-            last = (c.item_uid, c.shown)
-        req = options.request(
+            if c.sample_index == 0 and i + 1 < len(comparisons) and comparisons[i + 1].sample_index:
+                # further samples of this comparison follow: keep its messages for them only
+                memo.clear()
+                memo[c.item_uid, c.shown] = messages
+        return options.request(
             messages,
             identity.model,
             sample_index=c.sample_index,
@@ -117,10 +132,15 @@ def prepare(
             top_logprobs=template.top_logprobs,
             response_format=template.response_format,
         )
-        key = cache_key(identity, req)
-        keys.append(key)
-        requests.setdefault(key, req)
-    return Prepared(list(comparisons), keys, requests)
+
+    if known_keys is not None and len(known_keys) == len(comparisons):
+        keys = list(known_keys)
+    else:
+        keys = [cache_key(identity, render(i)) for i in range(len(comparisons))]
+    first: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+    return Prepared(comparisons, keys, first, render)
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:
@@ -128,14 +148,19 @@ def estimate_input_tokens(request: ChatRequest) -> int:
     return max(1, sum(len(m.content) for m in request.messages) // 4)
 
 
-def cost_of(identity: JudgeIdentity, usage: Usage) -> float:
-    """USD for that usage, 0 when the price of the model is unknown (a local model)."""
+@functools.cache
+def _pricing() -> Callable[[JudgeIdentity, Usage], float | None] | None:
     try:
         from judges.pricing import cost_usd
-    except ImportError:  # pricing table not installed in this tree
-        return 0.0
-    cost = cost_usd(identity, usage)
-    return float(cost or 0.0)
+    except ImportError:  # no price table in this tree
+        return None
+    return cost_usd
+
+
+def cost_of(identity: JudgeIdentity, usage: Usage) -> float:
+    """USD for that usage, 0 when the price of the model is unknown (a local model)."""
+    price = _pricing()
+    return float((price(identity, usage) if price else None) or 0.0)
 
 
 # ---------------------------------------------------------------------------- progress
@@ -268,7 +293,6 @@ class Budget:
 
     limit_usd: float | None
     identity: JudgeIdentity
-    max_tokens: int
     in_flight_usd: float = 0.0
     exhausted: bool = False
     _out_tokens: int = 0
@@ -318,16 +342,16 @@ async def execute(
     progress: bool = False,
     batch_size: int = 256,
     handle_signals: bool = True,
+    grace_s: float = 3.0,
 ) -> Outcome:
     """Answer every distinct request of `prepared`: cache first, then the judge."""
     identity = judge.identity
-    keys = list(prepared.requests)
+    keys = list(prepared.first)
     answers = await asyncio.to_thread(store.get_many, keys)
     from_cache = set(answers)
     counters = Counters(total=len(keys), cache_hits=len(answers))
     todo: Iterator[str] = (k for k in keys if k not in answers)
-    max_tokens = max((r.max_tokens for r in prepared.requests.values()), default=0)
-    budget = Budget(max_cost, identity, max_tokens)
+    budget = Budget(max_cost, identity)
     committer = _GroupCommit(store, identity)
     fatal: list[BaseException] = []
     stop = asyncio.Event()
@@ -354,7 +378,7 @@ async def execute(
             key = next(todo, None)
             if key is None:
                 return
-            req = prepared.requests[key]
+            req = prepared.request(key)
             est = budget.reserve(req, counters.spent_usd)
             if est is None:
                 stop.set()
@@ -376,26 +400,27 @@ async def execute(
     async def batch_worker() -> None:
         complete_many = judge.complete_many  # type: ignore[attr-defined]
         while not stop.is_set():
-            chunk: list[tuple[str, float]] = []
+            chunk: list[tuple[str, ChatRequest, float]] = []
             while len(chunk) < batch_size:
                 key = next(todo, None)
                 if key is None:
                     break
-                est = budget.reserve(prepared.requests[key], counters.spent_usd)
+                req = prepared.request(key)
+                est = budget.reserve(req, counters.spent_usd)
                 if est is None:
                     stop.set()
                     break
-                chunk.append((key, est))
+                chunk.append((key, req, est))
             if not chunk:
                 return
             counters.sent += len(chunk)
             try:
-                done = await complete_many([prepared.requests[k] for k, _ in chunk])
+                done = await complete_many([r for _, r, _ in chunk])
             except BaseException as e:
                 if not isinstance(e, asyncio.CancelledError):
                     fail(e)
                 raise
-            for (key, est), c in zip(chunk, done, strict=True):
+            for (key, _, est), c in zip(chunk, done, strict=True):
                 budget.settle(est, c)
                 record(key, c)
             await committer.flush()
@@ -410,12 +435,20 @@ async def execute(
     ]
     commit_task = asyncio.create_task(committer.run())
 
-    def on_signal() -> None:
-        nonlocal interrupted
-        interrupted = True
-        stop.set()
+    def cancel_all() -> None:
         for w in workers:
             w.cancel()
+
+    def on_signal() -> None:
+        # first signal: send nothing more and give answers in flight (already paid for) a
+        # moment to arrive and be committed; a second signal, or the grace running out, cancels
+        nonlocal interrupted
+        if interrupted:
+            cancel_all()
+            return
+        interrupted = True
+        stop.set()
+        loop.call_later(grace_s, cancel_all)
 
     installed: list[signal.Signals] = []
     if handle_signals:

@@ -1,0 +1,422 @@
+"""The runner end to end: the real `openai` SDK against the loopback server (tests/loopback_server.py).
+
+Must show: a cached rerun makes zero requests and is fast; a SIGKILLed run resumes paying at most
+`concurrency` answers twice; two processes share one cache; a template or temperature change
+misses the cache and a parser change does not; a BoN pair equal to a pairwise pair is asked once."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from benchmark.api import COMPARISONS_FILE, MANIFEST_FILE, RunResult  # noqa: E402
+from benchmark.results import JudgedComparison  # noqa: E402
+from judges.base import JudgeOptions  # noqa: E402
+from judges.cache import CacheStore  # noqa: E402
+
+MODEL = "loopback-judge"
+
+
+# ---------------------------------------------------------------------------- the judge
+
+
+def make_judge(base_url: str, options: JudgeOptions, model: str = MODEL) -> Any:
+    """The team's OpenAI backend via the registry when it is there, else a minimal judge over the
+    same real SDK (AsyncOpenAI, SDK retries off)."""
+    try:
+        from judges.registry import build_judge
+    except ImportError:
+        return _SdkJudge(base_url, model, options)
+    os.environ.setdefault("LOOPBACK_KEY", "sk-loopback")
+    from dataclasses import replace
+
+    return build_judge(
+        f"openai:{model}", replace(options, base_url=base_url, api_key_env="LOOPBACK_KEY")
+    )
+
+
+class _SdkJudge:
+    def __init__(self, base_url: str, model: str, options: JudgeOptions) -> None:
+        import asyncio
+
+        from openai import AsyncOpenAI
+
+        from judges.base import JudgeIdentity, JudgeStats
+
+        self.identity = JudgeIdentity("openai", model, base_url)
+        self.stats = JudgeStats()
+        self.client = AsyncOpenAI(
+            base_url=base_url, api_key=os.environ.get("LOOPBACK_KEY", "sk-loopback"), max_retries=0
+        )
+        self.sem = asyncio.Semaphore(options.concurrency)
+
+    async def complete(self, r: Any) -> Any:
+        import openai
+
+        from judges.base import Completion, Usage
+        from judges.errors import JudgeSetupError
+
+        t = time.monotonic()
+        async with self.sem:
+            try:
+                resp = await self.client.chat.completions.create(
+                    model=r.model,
+                    messages=[{"role": m.role, "content": m.content} for m in r.messages],  # type: ignore[misc]
+                    temperature=r.temperature,
+                    max_tokens=r.max_tokens,
+                    seed=r.seed,
+                )
+            except (openai.AuthenticationError, openai.NotFoundError) as e:
+                raise JudgeSetupError(
+                    f"the judge refused the key or model: {e.status_code}"
+                ) from None
+            except openai.APIError as e:
+                self.stats.errors += 1
+                return Completion("", "error", error=type(e).__name__, created_at=time.time())
+        self.stats.requests += 1
+        ch = resp.choices[0]
+        u = resp.usage
+        return Completion(
+            ch.message.content or "",
+            ch.finish_reason,  # type: ignore[arg-type]
+            Usage(u.prompt_tokens if u else 0, u.completion_tokens if u else 0),
+            latency_s=time.monotonic() - t,
+            created_at=time.time(),
+        )
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def write_items(path: Path, n_pair: int, n_bon: int = 0, losers: int = 3, seed: int = 0) -> Path:
+    """RMB-shaped records (JSONL), short texts so the harness, not rendering, is measured."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n_pair):
+        conv = [{"role": "user", "content": f"Question {i}: how do I sort {rng.random():.6f}?"}]
+        lines.append(
+            {
+                "pair_uid": f"p{i}",
+                "category_path": "Pairwise_set/Helpfulness/Code/Data Management",
+                "conversation_input": conv,
+                "chosen": {"llm_name": "a", "answer": f"Use sorted() ({i})."},
+                "reject": {"llm_name": "b", "answer": f"Sorting is impossible ({i})."},
+            }
+        )
+    for i in range(n_bon):
+        conv = [{"role": "user", "content": f"Task {i}: write a haiku about {rng.random():.6f}"}]
+        lines.append(
+            {
+                "bon_uid": f"b{i}",
+                "category_path": "BoN_set/Helpfulness/Code/Data Management",
+                "conversation_input": conv,
+                "bon_best": {"llm_name": "a", "answer": f"best haiku {i}"},
+                "loser_list": [
+                    {"llm_name": f"l{k}", "answer": f"loser {k} of {i}"} for k in range(losers)
+                ],
+            }
+        )
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return path
+
+
+def read_judged(run_dir: Path) -> list[JudgedComparison]:
+    return [
+        JudgedComparison.from_json(line)
+        for line in (run_dir / COMPARISONS_FILE).read_text().splitlines()
+    ]
+
+
+def answered(srv: Any) -> int:
+    """Successful answers the server gave (what a user pays for)."""
+    return sum(srv.stats()["answers"].values())
+
+
+def go(
+    srv: Any, data: Path, tmp: Path, *, concurrency: int = 32, template: str = "pairwise", **kw: Any
+) -> RunResult:
+    opts = JudgeOptions(concurrency=concurrency, temperature=kw.pop("temperature", 0.0))
+    judge = make_judge(srv.openai_base_url, opts)
+
+    async def main() -> RunResult:
+        from benchmark.api import arun
+
+        try:
+            return await arun(
+                judge,
+                template,
+                data=data,
+                options=opts,
+                cache_dir=tmp / "cache",
+                runs_dir=tmp / "runs",
+                bootstrap=50,
+                handle_signals=False,
+                **kw,
+            )
+        finally:
+            await judge.aclose()
+
+    import asyncio
+
+    return asyncio.run(main())
+
+
+def subprocess_cmd(srv: Any, data: Path, tmp: Path, *extra: str, concurrency: int = 8) -> list[str]:
+    """The same run as `go`, as a user types it."""
+    return [
+        sys.executable,
+        "-m",
+        "benchmark.cli",
+        "run",
+        "--judge",
+        f"openai:{MODEL}",
+        "--base-url",
+        srv.openai_base_url,
+        "--api-key-env",
+        "LOOPBACK_KEY",
+        "--data",
+        str(data),
+        "--cache-dir",
+        str(tmp / "cache"),
+        "--runs-dir",
+        str(tmp / "runs"),
+        "--concurrency",
+        str(concurrency),
+        "--bootstrap",
+        "50",
+        "--quiet",
+        *extra,
+    ]
+
+
+def popen(cmd: list[str]) -> subprocess.Popen[str]:
+    env = {**os.environ, "LOOPBACK_KEY": os.environ.get("LOOPBACK_KEY", "sk-loopback")}
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=HERE.parent
+    )
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+def test_rerun_makes_no_request_and_is_fast(loopback: Any, tmp_path: Path) -> None:
+    loopback.configure(latency=0.005, latency_jitter=0.015)
+    data = write_items(tmp_path / "items.jsonl", 1000)
+    first = go(loopback, data, tmp_path, concurrency=64)
+    assert first.status == "complete" and first.comparisons == 2000
+    assert first.sent == first.requests == 2000 and first.cache_hits == 0
+    paid = answered(loopback)
+    assert paid == 2000
+    requests_before = loopback.stats()["requests"]
+
+    t = time.perf_counter()
+    again = go(loopback, data, tmp_path, concurrency=64)
+    wall = time.perf_counter() - t
+    assert loopback.stats()["requests"] == requests_before  # not one request
+    assert again.run_dir == first.run_dir and again.status == "complete"
+    assert again.cache_hits == 2000 and again.sent == 0
+    assert wall < 2.0, f"cached rerun of 2,000 comparisons took {wall:.2f} s"
+    lines = read_judged(again.run_dir)
+    assert len(lines) == 2000 and all(j.cached for j in lines)
+    assert [j.verdict for j in lines] == [j.verdict for j in first.judged]
+    assert all(j.verdict.kind == "choice" for j in lines)
+    manifest = json.loads((again.run_dir / MANIFEST_FILE).read_text())
+    assert manifest["status"] == "complete" and manifest["counts"]["sent"] == 0
+    assert (
+        manifest["template"]["parser"] == "verdict-ab"
+        and len(manifest["template"]["text_hash"]) == 64
+    )
+    assert "sk-" not in json.dumps(manifest)
+    print(f"\nfirst run {first.wall_s:.2f} s, cached rerun {wall:.3f} s (2,000 comparisons)")
+
+
+def test_sigkill_mid_run_then_rerun_pays_at_most_concurrency_twice(
+    loopback: Any, tmp_path: Path
+) -> None:
+    loopback.configure(latency=0.01, latency_jitter=0.01)
+    data = write_items(tmp_path / "items.jsonl", 100, n_bon=25, losers=2)  # 200 + 100 requests
+    concurrency = 8
+    proc = popen(subprocess_cmd(loopback, data, tmp_path, concurrency=concurrency))
+    kill_at = random.Random().randint(20, 250)
+    deadline = time.monotonic() + 120
+    while (
+        loopback.stats()["requests"] < kill_at
+        and proc.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_after = answered(loopback)
+    assert 0 < killed_after < 300, f"the kill at {kill_at} requests came too late"
+
+    result = go(loopback, data, tmp_path, concurrency=concurrency)
+    assert result.status == "complete" and result.requests == 300
+    assert answered(loopback) <= result.requests + concurrency, (
+        kill_at,
+        killed_after,
+        answered(loopback),
+    )
+    assert len(loopback.stats()["answers"]) == 300  # every request answered at least once
+    lines = read_judged(result.run_dir)
+    assert len(lines) == result.comparisons == 300
+    assert all(j.verdict.kind == "choice" for j in lines)
+    assert result.cache_hits >= killed_after - concurrency
+
+
+def test_sigterm_stops_cleanly_and_says_how_to_resume(loopback: Any, tmp_path: Path) -> None:
+    loopback.configure(latency=0.03)
+    data = write_items(tmp_path / "items.jsonl", 100)
+    proc = popen(subprocess_cmd(loopback, data, tmp_path, concurrency=4))
+    while loopback.stats()["requests"] < 20 and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "to resume" in err and "rmb run --judge" in err and "--base-url" in err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    manifest = json.loads((run_dir / MANIFEST_FILE).read_text())
+    assert manifest["status"] == "interrupted" and manifest["resume"].startswith("rmb run")
+    stopped = answered(loopback)
+    assert stopped < 200
+    with CacheStore(tmp_path / "cache") as store:
+        # in-flight answers were awaited (grace period) and every answer got was committed
+        assert store.stats().entries == stopped
+    result = go(loopback, data, tmp_path, concurrency=4)
+    assert result.status == "complete" and result.run_dir == run_dir
+    assert answered(loopback) == 200  # nothing paid twice
+
+
+def test_two_processes_on_one_cache(loopback: Any, tmp_path: Path) -> None:
+    loopback.configure(latency=0.005, latency_jitter=0.01)
+    data = write_items(tmp_path / "items.jsonl", 150)
+    procs = [
+        popen(
+            subprocess_cmd(
+                loopback,
+                data,
+                tmp_path,
+                "--limit",
+                "100",
+                "--seed",
+                str(seed),
+                "--run-id",
+                f"r{seed}",
+            )
+        )
+        for seed in (1, 2)
+    ]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
+    keys = {j.key for seed in (1, 2) for j in read_judged(tmp_path / "runs" / f"r{seed}")}
+    assert 200 < len(keys) < 400  # the two selections overlap but are not the same
+    with CacheStore(tmp_path / "cache") as store:
+        assert set(store.get_many(keys)) == keys  # nothing lost
+        assert store.stats().entries == len(keys)
+
+
+def test_template_and_temperature_miss_the_cache_a_parser_does_not(
+    loopback: Any, tmp_path: Path
+) -> None:
+    from prompts import BUILTIN_DIR
+
+    data = write_items(tmp_path / "items.jsonl", 20)
+    base = go(loopback, data, tmp_path)
+    assert base.sent == 40
+
+    def sent_for(**kw: Any) -> int:
+        before = loopback.stats()["requests"]
+        r = go(loopback, data, tmp_path, **kw)
+        assert r.status == "complete" and len(r.judged) == 40
+        assert r.sent == loopback.stats()["requests"] - before
+        return r.sent
+
+    source = (BUILTIN_DIR / "pairwise.j2").read_text()
+    reworded = tmp_path / "pairwise-reworded.j2"
+    reworded.write_text(source.replace("You must pick one.", "You must pick exactly one."))
+    other_parser = tmp_path / "pairwise-tieparser.j2"
+    assert 'parser = "verdict-ab"' in source
+    other_parser.write_text(source.replace('parser = "verdict-ab"', 'parser = "verdict-abc"'))
+
+    assert sent_for(template=str(reworded)) == 40
+    assert sent_for(temperature=0.7) == 40
+    assert sent_for(template=str(other_parser)) == 0
+    assert sent_for() == 0
+
+
+def test_bon_pair_identical_to_a_pairwise_pair_is_asked_once(loopback: Any, tmp_path: Path) -> None:
+    conv = [{"role": "user", "content": "Which is the capital of France?"}]
+    cat = "Helpfulness/Code/Data Management"
+    records = [
+        {
+            "pair_uid": "p1",
+            "category_path": f"Pairwise_set/{cat}",
+            "conversation_input": conv,
+            "chosen": {"llm_name": "a", "answer": "Paris."},
+            "reject": {"llm_name": "b", "answer": "Lyon."},
+        },
+        {
+            "bon_uid": "b1",
+            "category_path": f"BoN_set/{cat}",
+            "conversation_input": conv,
+            "bon_best": {"llm_name": "a", "answer": "Paris."},
+            "loser_list": [
+                {"llm_name": "b", "answer": "Lyon."},
+                {"llm_name": "c", "answer": "Nice."},
+            ],
+        },
+    ]
+    data = tmp_path / "items.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    r = go(loopback, data, tmp_path)
+    assert r.comparisons == 2 + 4 and r.requests == 4 and r.sent == 4
+    assert answered(loopback) == 4 and max(loopback.stats()["answers"].values()) == 1
+    by_id = {j.comparison.id: j for j in r.judged}
+    dup = by_id["bon:b1|bon-pairwise|best,loser1|v0|s0"]
+    orig = by_id["pair:p1|pairwise|chosen,rejected|v0|s0"]
+    assert dup.key == orig.key and dup.verdict == orig.verdict
+    assert dup.cached != orig.cached  # one paid, the other read its answer
+
+
+def test_dry_run_sends_nothing(loopback: Any, tmp_path: Path) -> None:
+    data = write_items(tmp_path / "items.jsonl", 30, n_bon=5, losers=2)
+    dry = go(loopback, data, tmp_path, dry_run=True)
+    assert loopback.stats()["requests"] == 0
+    assert dry.status == "dry-run" and dry.estimate is not None
+    assert (dry.estimate.comparisons, dry.estimate.requests, dry.estimate.cached) == (80, 80, 0)
+    assert dry.estimate.input_tokens > 80 * 50
+    go(loopback, data, tmp_path)
+    again = go(loopback, data, tmp_path, dry_run=True)
+    assert (
+        again.estimate is not None
+        and again.estimate.cached == 80
+        and again.estimate.input_tokens == 0
+    )
+
+
+def test_bad_key_stops_the_run_at_once(
+    loopback: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from judges.errors import JudgeSetupError
+
+    loopback.configure(expected_key="sk-right", latency=0.01)
+    monkeypatch.setenv("LOOPBACK_KEY", "sk-wrong")
+    data = write_items(tmp_path / "items.jsonl", 200)
+    with pytest.raises(JudgeSetupError):
+        go(loopback, data, tmp_path, concurrency=8)
+    assert loopback.stats()["requests"] <= 16  # stopped at once, not after 400 tries
