@@ -276,3 +276,22 @@ def test_unknown_names() -> None:
         load_template("_common")
     with pytest.raises(TemplateError, match="no such template file"):
         load_template("nowhere/mine.j2")
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_same_pair_same_request_in_both_sets(name: str) -> None:
+    # BoN comparisons that repeat a pairwise pair must render the same request (one cache entry)
+    from benchmark.data import Category
+
+    t = load_template(name)
+    n = {"pairwise": 2, "listwise": 3, "pointwise": 1}[t.mode]
+    conv, responses = [Message("user", "q")], [f"r{i}" for i in range(n)]
+    for goal, tail in (("helpfulness", "Code/Data Management"), ("harmlessness", "S1")):
+        pair, bon = (
+            Category.parse(f"{s}/{goal.capitalize()}/{tail}") for s in ("Pairwise_set", "BoN_set")
+        )
+        got = [
+            t.render(conversation=conv, responses=responses, goal=goal, category=c)
+            for c in (pair, bon)
+        ]
+        assert got[0] == got[1]
