@@ -287,7 +287,7 @@ def write_reports(
     What is not passed is read from the run directory: the manifest, comparisons.jsonl, and
     (for the HTML's worked examples) the judge's raw answers from the run's cache. Without
     items, examples show the judge's answers but not the conversation."""
-    from .report_html import collect_examples, render_html
+    from .report_html import collect_examples, prompt_renderer, render_html
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -301,6 +301,7 @@ def write_reports(
         items={it.uid: it for it in items} if items is not None else {},
         completions=completions,
         cache_dir=cache_dir_of(manifest),
+        render=prompt_renderer(manifest),
     )
     paths = [run_dir / name for name in REPORT_FILES]
     _write(paths[0], json.dumps(report_dict(scores, manifest), indent=1, ensure_ascii=False) + "\n")

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from judges.base import Completion, Message
+from judges.errors import UserError
 
 from .data import Item
 from .results import JudgedComparison
@@ -39,6 +40,7 @@ class ExampleComparison:
     correct: bool | None  # None: invalid or not a choice
     answer: str | None  # the judge's raw answer, when the cache still holds it
     reasoning: str | None
+    prompt: tuple[Message, ...] = ()  # the messages the judge received, when they can be rebuilt
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,7 @@ def collect_examples(
     items: Mapping[str, Item],
     completions: Mapping[str, Completion] | None = None,
     cache_dir: Path | None = None,
+    render: Renderer | None = None,
     worst: int = WORST_SCENARIOS,
     per_scenario: int = EXAMPLES_PER_SCENARIO,
 ) -> list[ScenarioExamples]:
@@ -114,6 +117,7 @@ def collect_examples(
             for j in by_uid.get(r.uid, [])[:LINES_PER_EXAMPLE]:
                 words, correct = describe(j)
                 c = completions.get(j.key)
+                prompt = _render(render, item, j.comparison.shown)
                 comps.append(
                     ExampleComparison(
                         j.comparison.shown,
@@ -123,6 +127,7 @@ def collect_examples(
                         correct,
                         c.text if c else None,
                         c.reasoning if c else None,
+                        prompt,
                     )
                 )
             examples.append(
@@ -140,11 +145,56 @@ def collect_examples(
     return out
 
 
+Renderer = Callable[[Item, tuple[str, ...]], tuple[Message, ...]]
+
+
+def _render(
+    render: Renderer | None, item: Item | None, shown: tuple[str, ...]
+) -> tuple[Message, ...]:
+    if render is None or item is None:
+        return ()
+    try:
+        return render(item, shown)
+    except Exception as e:  # a report never fails for want of an example's prompt
+        log.warning("cannot render the prompt of %s: %s", item.uid, e)
+        return ()
+
+
+def prompt_renderer(manifest: Mapping[str, Any]) -> Renderer | None:
+    """Rebuild what the judge was sent: the run's template (only if its text is unchanged since
+    the run) and the judge's system prompt."""
+    t = manifest.get("template")
+    if not isinstance(t, dict) or not t.get("name"):
+        return None
+    try:
+        from prompts import load_template
+
+        template = load_template(str(t["name"]))
+    except (ImportError, UserError):  # a template by a path that moved, or no prompts package
+        return None
+    if t.get("text_hash") and template.text_hash() != t["text_hash"]:
+        return None
+    system = (manifest.get("judge_options") or {}).get("system_prompt")
+
+    def render(item: Item, shown: tuple[str, ...]) -> tuple[Message, ...]:
+        cands = item.candidates()
+        messages = template.render(
+            conversation=item.conversation,
+            responses=[cands[c].text for c in shown],
+            goal=item.category.goal,
+            category=item.category,
+        )
+        if system and messages[0].role != "system":
+            messages = (Message("system", str(system)), *messages)
+        return messages
+
+    return render
+
+
 def _from_cache(cache_dir: Path | None, keys: Sequence[str]) -> Mapping[str, Completion]:
     if cache_dir is None or not keys or not cache_dir.is_dir():
         return {}
     from judges.cache import CacheStore
-    from judges.errors import UserError
 
     try:
         with CacheStore(cache_dir) as store:
@@ -325,6 +375,15 @@ def _example_html(e: Example) -> str:
         )
         if c.reasoning:
             body = f'<div class="judge reasoning">{_truncate(c.reasoning)}</div>' + body
+        if c.prompt:
+            sent = "".join(
+                f'<div class="role">{escape(m.role)}</div><div class="msg">{_truncate(m.content)}</div>'
+                for m in c.prompt
+            )
+            body = (
+                f'<details class="prompt"><summary>prompt sent to the judge</summary>'
+                f'<div class="body">{sent}</div></details>' + body
+            )
         parts.append(
             f'<details class="comparison"><summary>{head}</summary><div class="body">{body}</div>'
             "</details>"

@@ -81,6 +81,7 @@ def test_position_biased_judge_scores_exactly_one_half(
     assert rebuilt["subsets"] == fair_report["subsets"]
     html = (fair.run_dir / "report.html").read_text()
     assert "Final verdict: [[" in html  # the judge's raw answers, read back from the cache
+    assert "prompt sent to the judge" in html  # and the prompt, rebuilt from the same template
 
     # the two runs side by side, over the same items
     assert main(["compare", str(biased.run_dir), str(fair.run_dir), "--bootstrap", "200"]) == 0
