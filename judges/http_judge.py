@@ -1,0 +1,258 @@
+"""What every HTTP judge shares: limits, the retry loop, stats, and how an HTTP failure is read.
+
+A backend subclasses `HttpJudge` and implements `_send(request) -> Completion`, raising
+`TransientError` for what is worth retrying and `JudgeSetupError` for what stops the run;
+`complete()` does the rest. `classify_status` turns an HTTP error into one of three outcomes:
+stop the run (bad key, unknown model, bad parameter, no quota), retry (429, 408/409, 5xx), or
+answer with a marked completion (the judge refused: context too long, content filter)."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from types import ModuleType
+from typing import Any
+
+import httpx2
+
+from .base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, JudgeStats, Usage
+from .errors import JudgeSetupError
+from .limits import MAX_RETRY_AFTER_S, Limiter, TransientError, estimate_tokens, retry_policy
+from .pricing import cost_usd
+
+log = logging.getLogger("judges")
+
+_CONTEXT = re.compile(
+    r"context[ _-]?length|maximum context|context window|prompt is too long|too many tokens"
+    r"|input is too long|exceeds? the (?:maximum|max)|request too large|too large for model",
+    re.I,
+)
+_FILTER = re.compile(r"content[ _-]?(?:filter|management|policy)|safety system|flagged", re.I)
+# llama.cpp and some other servers answer a request they cannot read with HTTP 500
+_INVALID_500 = re.compile(
+    r"invalid|malformed|validation|cannot parse|failed to parse|unsupported|not supported|"
+    r"must be|is required|missing",
+    re.I,
+)
+_PARAM = re.compile(
+    r"unsupported (?:parameter|value)|not supported|unrecognized|unknown (?:param|field)|extra (?:inputs|fields)",
+    re.I,
+)
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `Retry-After` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / scale)
+        except ValueError:
+            if name == "retry-after":
+                parsed = email.utils.parsedate_tz(value)
+                if parsed is not None:
+                    return max(0.0, email.utils.mktime_tz(parsed) - time.time())
+    return None
+
+
+def connection_failure(exc: BaseException, timeout_s: float) -> str:
+    """Say what really happened: the SDKs' aiohttp transport reports a dropped connection as a
+    connect timeout, so look at the root cause."""
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    if isinstance(root, TimeoutError) or "timeout" in type(root).__name__.lower():
+        return f"no answer within {timeout_s:g} s"
+    return f"connection failed: {type(root).__name__}: {root}"
+
+
+def error_message(body: object, fallback: str) -> tuple[str, str | None]:
+    """(message, code) from an OpenAI- or Anthropic-shaped error body."""
+    if isinstance(body, Mapping):
+        err = body.get("error", body)
+        if isinstance(err, Mapping):
+            msg = err.get("message")
+            code = err.get("code") or err.get("type")
+            return (str(msg) if msg else fallback), (str(code) if code else None)
+        if isinstance(err, str):
+            return err, None
+    if isinstance(body, str) and body.strip():
+        return body.strip()[:500], None
+    return fallback, None
+
+
+def classify_status(
+    status: int,
+    message: str,
+    code: str | None,
+    retry_after: float | None,
+    *,
+    who: str,
+    key_hint: str,
+) -> Completion:
+    """Map an HTTP error to a refused/error Completion, or raise TransientError or
+    JudgeSetupError. `who` names the judge (provider:model@url); `key_hint` says where the key
+    comes from. `message` must already be redacted."""
+    text = f"HTTP {status}: {message}"
+    code = (code or "").lower()
+    if status in (401, 403):
+        raise JudgeSetupError(f"{who}: the API key was rejected ({text}). Check {key_hint}.")
+    if status == 404:
+        raise JudgeSetupError(
+            f"{who}: not found ({text}). Check the model name and the base URL "
+            "(an OpenAI-compatible URL usually ends in /v1)."
+        )
+    if status == 429 and ("insufficient_quota" in code or "quota" in message.lower()):
+        raise JudgeSetupError(f"{who}: out of quota ({text}). Check the account's billing.")
+    if status in (400, 413, 422):
+        if "context_length" in code or _CONTEXT.search(message) or status == 413:
+            return Completion(text="", finish_reason="refused", error=f"context too long: {text}")
+        if "content_filter" in code or _FILTER.search(message):
+            return Completion(text="", finish_reason="refused", error=f"content filter: {text}")
+        if _PARAM.search(message):
+            raise JudgeSetupError(
+                f"{who}: the server does not accept a request option ({text}). "
+                "Change the judge options (temperature, seed, logprobs, JSON mode)."
+            )
+        return Completion(text="", finish_reason="error", error=f"request rejected: {text}")
+    if status == 500 and _INVALID_500.search(message):
+        return Completion(text="", finish_reason="error", error=f"request rejected: {text}")
+    if status in (408, 409, 429) or status >= 500:
+        if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
+            return Completion(
+                text="", finish_reason="error", error=f"{text} (asked to wait {retry_after:.0f} s)"
+            )
+        raise TransientError(text, retry_after)
+    return Completion(text="", finish_reason="error", error=text)
+
+
+# "aiohttp" (the default: measured faster, see bench/transport.py) or "httpx" (the SDKs' own)
+TRANSPORT = "aiohttp"
+
+
+def sdk_http_client(sdk: ModuleType, options: JudgeOptions, transport: str) -> Any:
+    """The `openai`/`anthropic` SDK's HTTP client, sized so that every request in flight keeps
+    its connection alive between requests."""
+    n = options.concurrency + 4
+    cls = sdk.DefaultAioHttpClient if transport == "aiohttp" else sdk.DefaultAsyncHttpxClient
+    return cls(
+        limits=httpx2.Limits(max_connections=n, max_keepalive_connections=n),
+        timeout=httpx2.Timeout(options.timeout_s, connect=min(10.0, options.timeout_s)),
+    )
+
+
+# what a server run on this machine accepts as a key when none is set
+PLACEHOLDER_KEY = "unused"
+
+
+def resolve_key(
+    provider: str, default_env: str, options: JudgeOptions, *, hosted: bool
+) -> tuple[str, str]:
+    """(key, where it came from) from `options.api_key_env` or the provider's variable. A
+    hosted API needs one; a custom server (loopback, vLLM, llama.cpp) may go without."""
+    env = options.api_key_env or default_env
+    key = os.environ.get(env, "").strip()
+    if key:
+        return key, f"${env}"
+    if hosted or options.api_key_env:
+        where = "the hosted API" if hosted else options.base_url
+        raise JudgeSetupError(
+            f"{provider}: no API key for {where}: set {env} in the environment"
+            + ("" if options.api_key_env else " (or name another variable with --api-key-env)")
+        )
+    return PLACEHOLDER_KEY, "the server's key (none was set)"
+
+
+class HttpJudge:
+    """The shared half of an HTTP backend. Subclasses set the client and implement `_send`."""
+
+    key_hint = "the API key environment variable"
+
+    def __init__(self, identity: JudgeIdentity, options: JudgeOptions, api_key: str) -> None:
+        self.identity = identity
+        self.options = options
+        self.stats = JudgeStats()
+        self.limiter = Limiter(options.concurrency, options.requests_per_s, options.tokens_per_min)
+        self._secret = api_key
+
+    def redact(self, text: str) -> str:
+        """Never let the key reach a message, a log line or a cache."""
+        if self._secret and len(self._secret) >= 4:
+            text = text.replace(self._secret, "[redacted]")
+        return text
+
+    def setup_error(self, message: str) -> JudgeSetupError:
+        return JudgeSetupError(self.redact(message))
+
+    def check(self, request: ChatRequest) -> None:
+        """Reject, before any request, what this backend can never do."""
+
+    async def _send(self, request: ChatRequest) -> Completion:
+        raise NotImplementedError
+
+    def _on_retry(self, state: Any) -> None:
+        self.stats.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        log.info("%s: retry %d after %s", self.identity.label(), state.attempt_number, exc)
+
+    async def _attempt(self, request: ChatRequest, prompt_tokens: int) -> Completion:
+        async with self.limiter.slot(prompt_tokens):
+            return await self._send(request)
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        self.check(request)
+        self.stats.requests += 1
+        start = time.perf_counter()
+        prompt_tokens = estimate_tokens(sum(len(m.content) for m in request.messages))
+        attempts = 1
+        try:
+            try:
+                # most requests succeed at once: only a failure pays for the retry machinery
+                completion = await self._attempt(request, prompt_tokens)
+            except TransientError as first:
+                failed: TransientError | None = first
+                policy = retry_policy(
+                    self.options.max_retries, self.options.backoff_s, self._on_retry
+                )
+                attempts = 0
+                async for attempt in policy:
+                    with attempt:
+                        attempts += 1
+                        if failed is not None:  # replay the first failure so the policy sees it
+                            replay, failed = failed, None
+                            raise replay from None
+                        completion = await self._attempt(request, prompt_tokens)
+        except TransientError as exc:
+            reason = self.redact(exc.reason)
+            completion = Completion(
+                text="", finish_reason="error", error=f"gave up after {attempts} attempts: {reason}"
+            )
+        except JudgeSetupError as exc:
+            raise self.setup_error(str(exc)) from None
+        completion = replace(
+            completion,
+            latency_s=time.perf_counter() - start,
+            attempts=attempts,
+            created_at=time.time(),
+            error=None if completion.error is None else self.redact(completion.error),
+        )
+        self._account(completion.usage, completion)
+        return completion
+
+    def _account(self, usage: Usage, completion: Completion) -> None:
+        self.limiter.charge_output(usage.output_tokens)
+        st = self.stats
+        st.input_tokens += usage.input_tokens
+        st.output_tokens += usage.output_tokens
+        st.cost_usd += cost_usd(self.identity, usage) or 0.0
+        if completion.finish_reason in ("error", "refused"):
+            st.errors += 1
+            log.info("%s: %s", self.identity.label(), completion.error)
