@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
@@ -108,13 +108,12 @@ class Template:
         try:
             return fn(self._jinja, *args)
         except jinja2.exceptions.SecurityError as e:
-            raise TemplateError(f"template {self.name!r}: refused by the sandbox: {e}") from None
+            what = f"refused by the sandbox: {e}"
         except jinja2.exceptions.UndefinedError as e:
-            raise TemplateError(
-                f"template {self.name!r}: undefined variable: {e.message}"
-            ) from None
+            what = f"undefined variable: {e.message}"
         except Exception as e:  # a filter misused on real data, a bad import...
-            raise TemplateError(f"template {self.name!r}: cannot render: {e}") from None
+            what = f"cannot render: {e}"
+        raise TemplateError(f"template {self.name!r}: {' '.join(what.split())}")
 
 
 def _variables(
@@ -131,14 +130,28 @@ def _variables(
 
 
 def _render_parts(tpl: jinja2.Template, variables: dict[str, Any]) -> dict[str, str]:
-    """The raw system and user blocks, and what the file renders outside them ("outside").
-    The whole file renders first so top-level imports, macros and sets reach the blocks."""
+    """The system and user blocks, and what the file renders outside them ("outside"), from one
+    pass over the whole file (so top-level imports, macros and sets reach the blocks): each
+    block's function is wrapped to keep a copy of what it yields."""
     ctx = tpl.new_context(variables)
+    parts = {"system": "", "user": ""}
+    for name in parts:
+        if name in ctx.blocks:
+            ctx.blocks[name][0] = _capture(ctx.blocks[name][0], name, parts)
     whole = "".join(tpl.root_render_func(ctx))
-    parts = {b: "".join(tpl.blocks[b](ctx)) if b in tpl.blocks else "" for b in ("system", "user")}
     for text in parts.values():
         whole = whole.replace(text, "", 1)
     return {**parts, "outside": whole.strip()}
+
+
+def _capture(
+    block: Callable[[Any], Iterator[str]], name: str, into: dict[str, str]
+) -> Callable[[Any], Iterator[str]]:
+    def render(context: Any) -> Iterator[str]:
+        into[name] = "".join(block(context))
+        yield into[name]
+
+    return render
 
 
 # ---------------------------------------------------------------- loading and validation
@@ -167,7 +180,9 @@ def _front_matter(source: str, where: str) -> dict[str, Any]:
     try:
         meta = tomllib.loads(body)
     except tomllib.TOMLDecodeError as e:
-        raise TemplateError(f"{where}: front matter is not valid TOML: {e}") from None
+        raise TemplateError(
+            f"{where}: front matter is not valid TOML: {' '.join(str(e).split())}"
+        ) from None
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise TemplateError(f"{where}: front matter lacks {', '.join(missing)}")
@@ -235,7 +250,9 @@ def _from_source(source: str, path: Path | None, where: str) -> Template:
     try:
         compiled = env.from_string(source)
     except jinja2.TemplateSyntaxError as e:
-        raise TemplateError(f"{where}: line {e.lineno}: {e.message}") from None
+        raise TemplateError(
+            f"{where}: line {e.lineno}: {' '.join(str(e.message).split())}"
+        ) from None
     if "user" not in compiled.blocks:
         raise TemplateError(f"{where}: no {{% block user %}} ... {{% endblock %}}")
     template = Template(

@@ -295,3 +295,15 @@ def test_same_pair_same_request_in_both_sets(name: str) -> None:
             for c in (pair, bon)
         ]
         assert got[0] == got[1]
+
+
+def test_response_text_is_data_not_template() -> None:
+    # answers about Jinja or with braces are shown literally, never evaluated
+    text = "Use {{ ''.__class__ }} and {% raw %} in Jinja; {# not a comment #}"
+    (_, user) = load_template("pairwise").render(
+        conversation=[Message("user", "How do I escape {{ x }}?")],
+        responses=[text, "other"],
+        goal="helpfulness",
+        category=_cat(),
+    )
+    assert text in user.content and "How do I escape {{ x }}?" in user.content
