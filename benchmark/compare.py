@@ -269,6 +269,13 @@ def compare_runs(paths: Sequence[Path], *, bootstrap: int = 1000, seed: int = 0)
         for r in runs
     ]
     result = CompareResult(runs, [])
+    rules = {r.label: (r.report.get("options") or {}).get("ties") for r in runs}
+    if len(set(rules.values())) > 1:
+        result.warnings.append(
+            "the runs were scored under different tie rules ("
+            + ", ".join(f"{k}: {v}" for k, v in rules.items())
+            + "); rebuild them alike with `rmb report RUN --ties strict|half`"
+        )
     for a, b in combinations(runs, 2):
         pc = compare_pair(a, b, bootstrap=bootstrap, seed=seed)
         if pc.only_a or pc.only_b:

@@ -319,6 +319,18 @@ def score_item(item: Item, voted: list[Voted], ties: Ties, cost: _Cost | None = 
             f"item {item.uid}: judged with several kinds {sorted(kinds)}; score one at a time"
         )
     (kind,) = kinds
+    known = item.candidates()
+    for v in voted:
+        unknown = [c for c in v.comparison.shown if c not in known]
+        if unknown or (kind == "pointwise" and len(v.comparison.shown) != 1):
+            raise ScoringError(
+                f"comparison {v.comparison.id}: "
+                + (
+                    f"item {item.uid} has no candidate {unknown[0]!r} (was the dataset changed?)"
+                    if unknown
+                    else "a pointwise comparison shows exactly one answer"
+                )
+            )
     t = _Tally()
     tie_value = 0.5 if ties == "half" else 0.0
     if kind in ("pairwise", "bon-pairwise"):

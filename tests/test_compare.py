@@ -16,12 +16,13 @@ from benchmark.report import write_reports
 from benchmark.scoring import score
 
 
-def _run(path: Path, model: str, correct: set[int], n: int = 40) -> None:
+def _run(path: Path, model: str, correct: set[int], n: int = 40, ties: str = "strict") -> None:
     """A pairwise run over items pair:0..n-1 (scenario S1 for even, S2 for odd) that is right
     exactly on the items in `correct`."""
     items = [pair(str(i), "S1" if i % 2 == 0 else "S2") for i in range(n)]
     judged = [jc(f"pair:{i}", "pairwise", CR, choice(0 if i in correct else 1)) for i in range(n)]
-    write_reports(path, score(items, judged), manifest={"judge": model, "template": {"name": "t"}})
+    scores = score(items, judged, ties=ties)  # type: ignore[arg-type]
+    write_reports(path, scores, manifest={"judge": model, "template": {"name": "t"}})
 
 
 def test_paired_difference_and_mcnemar_by_hand(tmp_path: Path) -> None:
@@ -102,3 +103,10 @@ def test_two_simulated_judges_on_real_items(
     assert (out / "compare.md").read_text() == text
     # each run got its reports on the way
     assert (tmp_path / "strong" / "report.html").is_file()
+
+
+def test_different_tie_rules_warn(tmp_path: Path) -> None:
+    _run(tmp_path / "a", "judge-a", {1, 2})
+    _run(tmp_path / "b", "judge-b", {1, 2}, ties="half")
+    (warning,) = compare_runs([tmp_path / "a", tmp_path / "b"], bootstrap=0).warnings
+    assert "different tie rules" in warning and "judge-b × t: half" in warning

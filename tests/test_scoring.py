@@ -351,3 +351,12 @@ def test_full_real_dataset_scores_in_seconds(rmb_dir: Path) -> None:
     # 12 helpfulness tasks in each set; harmlessness has no task level
     assert len(s.tasks) == 24
     assert elapsed < 20, f"scoring {len(judged):,} comparisons took {elapsed:.1f}s"
+
+
+def test_comparisons_that_do_not_fit_the_item_are_errors() -> None:
+    with pytest.raises(ScoringError, match="has no candidate 'loser4'"):
+        score([bon("a")], [duel("bon:a", 4, True)], bootstrap=0)
+    with pytest.raises(ScoringError, match="exactly one answer"):
+        score([bon("a")], [jc("bon:a", "pointwise", ("best", "loser1"), choice(0))], bootstrap=0)
+    with pytest.raises(ScoringError, match="several kinds"):
+        score([bon("a")], [duel("bon:a", 1, True), rate("bon:a", "best", 3)], bootstrap=0)
