@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmark.api import COMPARISONS_FILE, MANIFEST_FILE, RunResult  # noqa: E402
 from benchmark.results import JudgedComparison  # noqa: E402
-from judges.base import JudgeOptions  # noqa: E402
+from judges.base import JudgeIdentity, JudgeOptions, Usage  # noqa: E402
 from judges.cache import CacheStore  # noqa: E402
 
 MODEL = "loopback-judge"
@@ -420,3 +420,68 @@ def test_bad_key_stops_the_run_at_once(
     with pytest.raises(JudgeSetupError):
         go(loopback, data, tmp_path, concurrency=8)
     assert loopback.stats()["requests"] <= 16  # stopped at once, not after 400 tries
+
+
+GPT4O = JudgeIdentity("openai", "gpt-4o", "")
+
+
+class PricedAs:
+    """The real loopback judge, billed as a hosted model so the budget has prices to work with."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.identity = GPT4O
+        self.stats = inner.stats
+
+    async def complete(self, request: Any) -> Any:
+        return await self.inner.complete(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_max_cost_stops_before_the_budget(loopback: Any, tmp_path: Path) -> None:
+    import asyncio
+
+    from benchmark.api import arun
+    from judges.pricing import cost_usd
+
+    data = write_items(tmp_path / "items.jsonl", 100)
+    opts = JudgeOptions(concurrency=8)
+
+    def attempt(budget: float | None, dry: bool = False) -> RunResult:
+        async def main() -> RunResult:
+            judge = PricedAs(make_judge(loopback.openai_base_url, opts))
+            try:
+                return await arun(
+                    judge,
+                    "pairwise",
+                    data=data,
+                    options=opts,
+                    cache_dir=tmp_path / "c",
+                    runs_dir=tmp_path / "r",
+                    max_cost=budget,
+                    dry_run=dry,
+                    bootstrap=50,
+                    handle_signals=False,
+                )
+            finally:
+                await judge.aclose()
+
+        return asyncio.run(main())
+
+    dry = attempt(None, dry=True)
+    assert dry.estimate is not None and 0 < dry.estimate.cost_input_usd < dry.estimate.cost_max_usd
+    stopped = attempt(0.05)
+    assert stopped.status == "budget"
+    assert 0 < stopped.sent < 200 and stopped.spent_usd <= 0.05
+    paid = answered(loopback)
+    assert paid == stopped.sent
+    billed = sum(
+        cost_usd(GPT4O, Usage(j.input_tokens, j.output_tokens)) or 0 for j in stopped.judged
+    )
+    assert billed == pytest.approx(stopped.spent_usd)
+    manifest = json.loads((stopped.run_dir / MANIFEST_FILE).read_text())
+    assert manifest["status"] == "budget"
+    done = attempt(None)
+    assert done.status == "complete" and done.sent == 200 - paid and answered(loopback) == 200
