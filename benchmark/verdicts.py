@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from judges.base import Completion
+from judges.base import Completion, TokenLogprob
 
 VerdictKind = Literal["choice", "tie", "score", "invalid"]
 
@@ -272,37 +272,50 @@ def _logprob_label(token: str) -> str | None:
     return t if t in _AB else None
 
 
+def _verdict_position(logprobs: tuple[TokenLogprob, ...] | None) -> TokenLogprob | None:
+    """The first generated position that is not whitespace or markup."""
+    return next((pos for pos in logprobs or () if _logprob_label(pos.token) != ""), None)
+
+
 def logprob_ab(completion: Completion, n_shown: int) -> Verdict:
-    """Pairwise single-token answer: P(A), P(B) from the top alternatives at the first position
-    that holds a label, normalised over the two; the text when the server gave no logprobs."""
-    for pos in completion.logprobs or ():
-        label = _logprob_label(pos.token)
-        if label == "":
-            continue  # leading whitespace or markup: the verdict comes later
-        if label is None:
-            break
-        logps: dict[str, list[float]] = {"A": [], "B": []}
-        alternatives = dict(pos.top)
-        alternatives.setdefault(pos.token, pos.logprob)
-        for tok, lp in alternatives.items():
-            alt = _logprob_label(tok)
-            if alt and math.isfinite(lp):
-                logps[alt].append(lp)
-        # relative to the largest, so a server's nonsense (-1000 everywhere, +800) cannot
-        # underflow to 0/0 or overflow exp()
-        top = max((lp for lps in logps.values() for lp in lps), default=None)
-        if top is None:
-            return invalid("no finite logprob for A or B at the verdict position")
-        mass = {k: sum(math.exp(lp - top) for lp in lps) for k, lps in logps.items()}
-        total = mass["A"] + mass["B"]
-        probs = (mass["A"] / total, mass["B"] / total)
-        choice = "AB".index(label) if probs[0] == probs[1] else (0 if probs[0] > probs[1] else 1)
-        return Verdict("choice", choice=choice, probs=probs)
-    got = _pick(completion.text, _AB)
-    if isinstance(got, Verdict):
-        return got
-    note = "no logprobs at the verdict position; read from the text"
-    return Verdict("choice", choice="AB".index(got), reason=note)
+    """Pairwise single-token answer: P(A), P(B) from the top alternatives at the verdict position
+    (the first that is not whitespace or markup), normalised over the two; the text when the
+    server gave no logprobs. The prompt allowed only A or B, so a judge that answered 'The' but
+    kept mass on A and B is read from that mass, and the reason says so."""
+    pos = _verdict_position(completion.logprobs)
+    if pos is None:
+        got = _pick(completion.text, _AB)
+        if isinstance(got, Verdict):
+            return got
+        note = "no logprobs at the verdict position; read from the text"
+        return Verdict("choice", choice="AB".index(got), reason=note)
+    logps: dict[str, list[float]] = {"A": [], "B": []}
+    alternatives = dict(pos.top)
+    alternatives.setdefault(pos.token, pos.logprob)
+    for tok, lp in alternatives.items():
+        alt = _logprob_label(tok)
+        if alt and math.isfinite(lp):
+            logps[alt].append(lp)
+    # relative to the largest, so a server's nonsense (-1000 everywhere, +800) cannot
+    # underflow to 0/0 or overflow exp()
+    top = max((lp for lps in logps.values() for lp in lps), default=None)
+    if top is None:
+        return invalid(
+            f"neither A nor B among the top alternatives at the verdict position (answered {pos.token!r})"
+        )
+    mass = {k: sum(math.exp(lp - top) for lp in lps) for k, lps in logps.items()}
+    total = mass["A"] + mass["B"]
+    probs = (mass["A"] / total, mass["B"] / total)
+    sampled = _logprob_label(pos.token)
+    if probs[0] == probs[1]:
+        if sampled is None:
+            return invalid(f"A and B equally likely and the answer was {pos.token!r}")
+        return Verdict("choice", choice="AB".index(sampled), probs=probs)
+    note = ""
+    if sampled is None:
+        absolute = math.exp(min(top, 0.0)) * total
+        note = f"answered {pos.token!r}; read from top_logprobs (P(A)+P(B) = {absolute:.3g})"
+    return Verdict("choice", choice=0 if probs[0] > probs[1] else 1, probs=probs, reason=note)
 
 
 ParserFn = Callable[[Completion, int], Verdict]
