@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from judges.base import Completion
 
 from .data import Item, Selection
@@ -152,6 +154,13 @@ def run_facts(scores: Scores, manifest: Mapping[str, Any] | None) -> list[str]:
             f"- Not in this run: {', '.join(scores.missing_subsets)} "
             "(Overall is the mean of the subsets present)"
         )
+    counts = m.get("counts") or {}
+    if isinstance(counts.get("sent"), int):
+        facts.append(
+            f"- Requests: {counts.get('requests', 0):,} distinct, {counts.get('cache_hits', 0):,} "
+            f"from the cache, {counts['sent']:,} sent, {counts.get('retries', 0):,} retries, "
+            f"{counts.get('failed', 0):,} failed"
+        )
     unjudged = sum(scores.unjudged.values())
     if unjudged:
         facts.append(f"- **{unjudged:,} selected items have no judged comparison yet** (left out)")
@@ -266,6 +275,11 @@ def cache_dir_of(manifest: Mapping[str, Any]) -> Path | None:
     return p.parent if p.parent.is_dir() and p.suffix else None
 
 
+def to_json(data: Mapping[str, Any]) -> str:
+    """Indented JSON; orjson because the per-item list of the full RMB is 18k records."""
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n"
+
+
 def _write(path: Path, text: str) -> None:
     """Atomic: a reader never sees half a report."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -304,7 +318,7 @@ def write_reports(
         render=prompt_renderer(manifest),
     )
     paths = [run_dir / name for name in REPORT_FILES]
-    _write(paths[0], json.dumps(report_dict(scores, manifest), indent=1, ensure_ascii=False) + "\n")
+    _write(paths[0], to_json(report_dict(scores, manifest)))
     _write(paths[1], markdown(scores, manifest))
     _write(paths[2], render_html(scores, manifest, examples))
     return paths

@@ -156,7 +156,8 @@ class ItemResult:
     cached: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # by hand: dataclasses.asdict deep-copies and costs a second on the full RMB
+        d = {name: getattr(self, name) for name in _ITEM_FIELDS}
         d["category"] = self.category.path
         d["reasons"] = list(self.reasons)
         return d
@@ -167,6 +168,9 @@ class ItemResult:
         fields["category"] = Category.parse(d["category"])
         fields["reasons"] = tuple(d.get("reasons", ()))
         return cls(**fields)
+
+
+_ITEM_FIELDS = tuple(ItemResult.__dataclass_fields__)
 
 
 def _preferred(item: Item) -> str:
