@@ -139,9 +139,18 @@ def run_facts(scores: Scores, manifest: Mapping[str, Any] | None) -> list[str]:
     m = manifest or {}
     plan = m.get("plan") or {}
     data = m.get("data") or {}
-    facts = [
-        f"- Run: `{m.get('run_id', '?')}` ({m.get('status', 'unknown status')})",
-        f"- Judge: `{m.get('judge', '?')}`; template: `{run_label(m).split(' × ')[-1]}`",
+    raw_template = m.get("template")
+    template: dict[str, Any] = raw_template if isinstance(raw_template, dict) else {}
+    facts = []
+    if m.get("run_id"):
+        facts.append(f"- Run: `{m['run_id']}` ({m.get('status', 'unknown status')})")
+    if m.get("judge"):
+        facts.append(
+            f"- Judge: `{m['judge']}`"
+            + (f"; template: `{template['name']}`" if template.get("name") else "")
+            + (f" (parser `{template['parser']}`)" if template.get("parser") else "")
+        )
+    facts += [
         f"- Items scored: {scores.overall.items:,}"
         + (f" of {data['items']:,} selected" if isinstance(data.get("items"), int) else ""),
         f"- Ties: `{scores.ties}`; orders: `{plan.get('orders', '?')}`; BoN strategy: "
