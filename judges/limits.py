@@ -19,7 +19,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 # A server asking us to wait longer than this is not a transient hiccup: give the request up
@@ -90,13 +89,14 @@ class Limiter:
         if requests_per_s is not None:
             if requests_per_s <= 0:
                 raise ValueError(f"requests_per_s must be positive, got {requests_per_s}")
-            # a window of `burst` requests per burst/rate seconds; polled often enough to be
-            # accurate, rarely enough not to spin at high concurrency
-            burst = max(1, round(requests_per_s))
+            # smooth pacing in 50 ms windows (one request per window at low rates): a server
+            # never sees a burst of a whole second's budget; waiters poll a few times a window
+            burst = max(1, round(requests_per_s * 0.05))
+            period = burst / requests_per_s
             self._throttle = Throttler(
                 rate_limit=burst,
-                period=burst / requests_per_s,
-                retry_interval=min(0.05, max(0.002, 0.25 / requests_per_s)),
+                period=period,
+                retry_interval=min(0.05, max(0.002, period / 4)),
             )
         self.tokens = TokenBucket(tokens_per_min) if tokens_per_min else None
 
@@ -115,14 +115,14 @@ class Limiter:
 
 
 def _wait(backoff_s: float) -> Callable[[RetryCallState], float]:
-    exponential = wait_exponential_jitter(initial=backoff_s, max=MAX_BACKOFF_S, jitter=backoff_s)
-
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, TransientError) and exc.retry_after is not None:
             # the server knows best; a little jitter keeps a crowd of waiters from re-colliding
             return exc.retry_after + random.uniform(0, 0.05 * backoff_s)
-        return float(exponential(state))
+        # exponential with jitter: backoff, 2x, 4x ... capped, plus up to one backoff of noise
+        step = min(MAX_BACKOFF_S, backoff_s * 2 ** (state.attempt_number - 1))
+        return step + random.uniform(0, backoff_s)
 
     return wait
 

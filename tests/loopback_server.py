@@ -32,7 +32,7 @@ configuration and clears the stats; ``GET /_stats`` reads the counters):
   ``length`` (200, answer cut at half, finish_reason length), ``empty`` (200, empty text).
 - ``script``: a list of kinds (or ``"ok"``) used, in order, by the next requests before the
   random ``faults`` apply again: deterministic fault sequences for retry tests.
-- ``expected_key``: any other key gets 401 (``Authorization: Bearer`` or ``x-api-key``).
+- ``expected_key``: any other key gets 401 (``x-api-key`` or ``Authorization: Bearer``).
   ``leak_key_in_errors``: the 401 message repeats the full key it got (proves the client
   redacts); otherwise it is masked like OpenAI's.
 - ``models``: known model ids (default: any); another model gets 404 model_not_found.
@@ -369,10 +369,10 @@ async def handle(request: web.Request, api: str) -> web.StreamResponse:
 async def _answer(request: web.Request, api: str, st: State, cfg: dict[str, Any]) -> web.Response:
     body = await request.json()
     if cfg["expected_key"] is not None:
-        if api == "anthropic":
-            got = request.headers.get("x-api-key", "")
-        else:
-            got = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        # anthropic 2.x sends the key as a bearer token; older SDKs as x-api-key
+        got = request.headers.get("x-api-key") or request.headers.get(
+            "Authorization", ""
+        ).removeprefix("Bearer ")
         if got != cfg["expected_key"]:
             shown = got if cfg["leak_key_in_errors"] else _mask(got)
             msg = f"Incorrect API key provided: {shown}. Check the key you set."

@@ -1,0 +1,221 @@
+"""Pure parts of the judge backends: request mapping, response reading, error classes, prices,
+limits; and that the loopback server's judge text is what the team's parsers read."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from loopback_server import LoopbackServer
+
+from judges.anthropic_api import messages_body, parse_message
+from judges.base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, Message, Usage
+from judges.errors import JudgeSetupError, UserError
+from judges.http_judge import classify_status, parse_retry_after
+from judges.limits import TokenBucket, TransientError
+from judges.openai_api import chat_body, parse_chat_completion
+from judges.pricing import cost_usd, load_prices, price_of, reset_prices
+from judges.registry import build_judge
+
+REQ = ChatRequest(
+    messages=(Message("system", "Be fair."), Message("user", "Which is better?")),
+    model="m",
+    temperature=0.7,
+    max_tokens=64,
+    seed=3,
+    top_logprobs=5,
+    response_format="json",
+)
+
+
+def test_openai_body_maps_every_sampling_field() -> None:
+    body = chat_body(REQ)
+    assert body == {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "Be fair."},
+            {"role": "user", "content": "Which is better?"},
+        ],
+        "temperature": 0.7,
+        "max_tokens": 64,
+        "seed": 3,
+        "logprobs": True,
+        "top_logprobs": 5,
+        "response_format": {"type": "json_object"},
+    }
+    hosted = chat_body(ChatRequest(messages=REQ.messages, model="o3"), hosted=True)
+    assert "max_tokens" not in hosted and hosted["max_completion_tokens"] == 1024
+    assert "seed" not in hosted and "logprobs" not in hosted and "response_format" not in hosted
+
+
+def test_anthropic_body_moves_system_out_and_drops_what_it_lacks() -> None:
+    body = messages_body(REQ)
+    assert body["system"] == "Be fair."
+    assert body["messages"] == [{"role": "user", "content": "Which is better?"}]
+    assert body["temperature"] == 0.7 and body["max_tokens"] == 64
+    assert "seed" not in body and "top_logprobs" not in body
+
+
+def test_openai_response_reading() -> None:
+    data = {
+        "choices": [
+            {
+                "message": {"content": "A", "reasoning_content": "thinking..."},
+                "finish_reason": "length",
+                "logprobs": {
+                    "content": [
+                        {
+                            "token": "A",
+                            "logprob": -0.1,
+                            "top_logprobs": [
+                                {"token": "A", "logprob": -0.1},
+                                {"token": "B", "logprob": -2.4},
+                            ],
+                        }
+                    ]
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 1},
+    }
+    c = parse_chat_completion(data)
+    assert c.text == "A" and c.finish_reason == "length" and c.reasoning == "thinking..."
+    assert c.usage == Usage(12, 1)
+    assert c.logprobs is not None and c.logprobs[0].top == (("A", -0.1), ("B", -2.4))
+    refusal = parse_chat_completion(
+        {"choices": [{"message": {"content": None, "refusal": "I can't"}, "finish_reason": "stop"}]}
+    )
+    assert refusal.finish_reason == "refused" and refusal.error == "refusal: I can't"
+    for bad in ({}, {"choices": []}, {"choices": [{"nomessage": 1}]}, [1]):
+        with pytest.raises((KeyError, IndexError, TypeError)):
+            parse_chat_completion(bad)
+
+
+def test_anthropic_response_reading() -> None:
+    c = parse_message(
+        {
+            "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "x"},
+                {"type": "text", "text": "[[B]]"},
+            ],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 10, "output_tokens": 3, "cache_read_input_tokens": 5},
+        }
+    )
+    assert (c.text, c.reasoning, c.finish_reason, c.usage) == ("[[B]]", "hmm", "stop", Usage(15, 3))
+    assert parse_message({"content": [], "stop_reason": "max_tokens"}).finish_reason == "length"
+
+
+def classify(
+    status: int, message: str, code: str | None = None, ra: float | None = None
+) -> Completion:
+    return classify_status(status, message, code, ra, who="openai:m", key_hint="$KEY")
+
+
+def test_error_classes() -> None:
+    for status, msg in ((401, "bad key"), (403, "forbidden"), (404, "no such model")):
+        with pytest.raises(JudgeSetupError, match=msg):
+            classify(status, msg)
+    with pytest.raises(JudgeSetupError, match="quota"):
+        classify(429, "You exceeded your current quota", "insufficient_quota")
+    with pytest.raises(JudgeSetupError, match="request option"):
+        classify(400, "Unsupported parameter: 'max_tokens' is not supported with this model.")
+    for status in (408, 409, 429, 500, 502, 503, 529):
+        with pytest.raises(TransientError):
+            classify(status, "busy", ra=1.0)
+    assert classify(400, "x", "context_length_exceeded").finish_reason == "refused"
+    assert classify(400, "prompt is too long: 300000 tokens > 200000").finish_reason == "refused"
+    assert classify(400, "filtered", "content_filter").finish_reason == "refused"
+    assert classify(400, "messages: roles must alternate").finish_reason == "error"
+    # llama.cpp: a request it cannot read comes back as 500; retrying cannot help
+    assert classify(500, "Invalid request: 'messages' must be an array").finish_reason == "error"
+    # a server asking for a very long wait: give this request up rather than stall the run
+    assert classify(429, "slow down", ra=3600).finish_reason == "error"
+
+
+def test_retry_after_headers() -> None:
+    assert parse_retry_after({"retry-after": "2"}) == 2.0
+    assert parse_retry_after({"retry-after": "30", "retry-after-ms": "250"}) == 0.25
+    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 5))
+    assert 3.0 < (parse_retry_after({"retry-after": date}) or 0) <= 5.0
+    assert parse_retry_after({"retry-after": "soon"}) is None and parse_retry_after({}) is None
+
+
+def test_prices(tmp_path: Path) -> None:
+    usage = Usage(1_000_000, 100_000)
+    assert price_of("gpt-4o-2024-08-06") == price_of("gpt-4o") == (2.5, 10.0)
+    assert price_of("gpt-4o-mini-2024-07-18") == (0.15, 0.60)  # longest prefix, not gpt-4o
+    assert price_of("claude-3-5-sonnet-20241022") == (3.0, 15.0)
+    assert cost_usd(JudgeIdentity("openai", "gpt-4o"), usage) == pytest.approx(3.5)
+    assert cost_usd(JudgeIdentity("openai", "my-finetune"), usage) is None
+    assert cost_usd(JudgeIdentity("openai", "qwen", "http://127.0.0.1:8000/v1"), usage) == 0.0
+    assert cost_usd(JudgeIdentity("vllm", "/models/qwen"), usage) == 0.0
+    table = tmp_path / "prices.json"
+    table.write_text(json.dumps({"my-finetune": {"input": 1, "output": 2}}))
+    try:
+        load_prices(table)
+        assert cost_usd(JudgeIdentity("openai", "my-finetune"), usage) == pytest.approx(1.2)
+        bad = tmp_path / "bad.toml"
+        bad.write_text('[x]\ninput = "cheap"\n')
+        with pytest.raises(UserError, match=r"bad\.toml: entry 'x'"):
+            load_prices(bad)
+    finally:
+        reset_prices()
+
+
+async def test_token_bucket_waits_for_its_refill() -> None:
+    bucket = TokenBucket(per_minute=600)  # 10 tokens/s
+    t0 = time.perf_counter()
+    await bucket.acquire(600)
+    await bucket.acquire(5)  # empty: 0.5 s of refill
+    assert 0.45 <= time.perf_counter() - t0 < 1.5
+    bucket.charge(10)  # output tokens known afterwards push it below zero
+    t1 = time.perf_counter()
+    await bucket.acquire(1)
+    assert time.perf_counter() - t1 >= 0.95
+
+
+def test_vllm_and_local_are_lazy() -> None:
+    # the registry imports a backend only when asked for; a missing vllm is a clear error
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(JudgeSetupError, match="vllm is not installed"):
+            build_judge("vllm:/nonexistent/model", JudgeOptions())
+
+
+async def test_loopback_verdicts_parse_with_every_template(loopback: LoopbackServer) -> None:
+    """The test server reads each built-in template's instructions and answers in its format,
+    so the team's parsers read a valid verdict from every one of them."""
+    templates = pytest.importorskip("prompts.templates")
+    verdicts = pytest.importorskip("benchmark.verdicts")
+    from benchmark.data import Category
+
+    cat = Category("Pairwise_set", "Helpfulness", "Code", "Data Management")
+    options = JudgeOptions(base_url=loopback.openai_base_url)
+    judge = build_judge("openai:judge-1", options)
+    try:
+        for t in templates.list_templates():
+            n = {"pairwise": 2, "listwise": 5, "pointwise": 1}[t.mode]
+            msgs = t.render(
+                conversation=[Message("user", "Sort a list in Python.")],
+                responses=[f"answer {i}" for i in range(n)],
+                goal="helpfulness",
+                category=cat,
+            )
+            for k in range(4):  # several samples: several verdicts from the hash policy
+                req = options.request(
+                    msgs,
+                    "judge-1",
+                    sample_index=k,
+                    max_tokens=t.max_tokens,
+                    top_logprobs=t.top_logprobs,
+                    response_format=t.response_format,
+                )
+                c = await judge.complete(req)
+                v = verdicts.PARSERS[t.parser](c, n)
+                assert v.kind != "invalid", (t.name, c.text, v.reason)
+    finally:
+        await judge.aclose()
