@@ -164,3 +164,25 @@ def test_bad_template_file_via_real_process(tmp_path: Path) -> None:
         == f"rmb: error: {bad}: parser 'nonexistent' does not exist; known: "
         + ("verdict-ab, verdict-abc, json-winner, logprob-ab, verdict-index, rating-10, rating-5")
     )
+
+
+def test_parse_reads_cache_export(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # what `rmb cache export` writes, from a real cache store, piped into `rmb parse`
+    from judges.base import JudgeIdentity
+    from judges.cache import CacheStore
+
+    ident = JudgeIdentity("openai", "m")
+    with CacheStore(tmp_path) as store:
+        store.put_many(
+            [("k1", ident, Completion("x [[A]]\nFinal: [[B]]")), ("k2", ident, Completion("[[2]]"))]
+        )
+        buf = io.StringIO()
+        assert store.export(buf) == 2
+    monkeypatch.setattr(sys, "stdin", io.StringIO(buf.getvalue()))
+    code, out, _ = run(capsys, "parse", "--template", "pairwise-tie")
+    assert code == 0
+    got = {d["key"]: d for d in map(json.loads, out.splitlines())}
+    assert got["k1"]["label"] == "B"
+    assert got["k2"]["kind"] == "invalid" and "not one of A, B, C" in got["k2"]["reason"]

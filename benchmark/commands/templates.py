@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="?",
         default="-",
         metavar="FILE|-",
-        help="plain text (one answer), or JSONL with a 'text' field per line",
+        help="plain text (one answer), or JSONL: a 'text' field per line, or `rmb cache export` lines",
     )
     pp.add_argument("--n", type=int, metavar="N", help="responses shown (listwise; default 2/1)")
     pp.set_defaults(func=cmd_parse)
@@ -175,8 +175,17 @@ def _read(file: str) -> str:
         raise UserError(f"{file}: cannot read: {e}") from None
 
 
+def _completion_fields(rec: Any) -> dict[str, Any] | None:
+    """A line's completion: the line itself ({"text": ...}), or its "completion" object (the
+    lines `rmb cache export` writes)."""
+    if isinstance(rec, dict) and isinstance(rec.get("text"), str):
+        return rec
+    inner = rec.get("completion") if isinstance(rec, dict) else None
+    return inner if isinstance(inner, dict) and isinstance(inner.get("text"), str) else None
+
+
 def _jsonl_records(text: str) -> list[dict[str, Any]] | None:
-    """The records when every non-empty line is a JSON object with a string 'text'; else None
+    """The records when every non-empty line is a JSON object holding a completion; else None
     (the input is one plain-text answer)."""
     records = []
     for line in text.splitlines():
@@ -186,7 +195,7 @@ def _jsonl_records(text: str) -> list[dict[str, Any]] | None:
             rec = json.loads(line)
         except json.JSONDecodeError:
             return None
-        if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+        if _completion_fields(rec) is None:
             return None
         records.append(rec)
     return records or None
@@ -217,11 +226,13 @@ def cmd_parse(args: argparse.Namespace) -> int:
         if not isinstance(n, int) or n < 1:
             raise UserError(f"{where}: record {i}: listwise needs --n N or an 'n_shown' field")
         try:
-            completion = Completion.from_dict(rec)
-        except (KeyError, TypeError, ValueError) as e:
+            completion = Completion.from_dict(_completion_fields(rec) or rec)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise UserError(f"{where}: record {i}: not a completion record ({e})") from None
         out = verdict_json(parse(t.parser, completion, n), display_labels(t.mode, n))
-        if "id" in rec:
-            out = {"id": rec["id"], **out}
+        for key in ("id", "key"):
+            if key in rec:
+                out = {key: rec[key], **out}
+                break
         print(json.dumps(out, ensure_ascii=False))
     return 0
