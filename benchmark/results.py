@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .plan import Comparison
 from .verdicts import Verdict
+
+_VERDICT_FIELDS = tuple(f.name for f in fields(Verdict))
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,12 @@ class JudgedComparison:
             "variant": c.variant,
             "sample": c.sample_index,
             "key": self.key,
-            "verdict": {k: v for k, v in asdict(self.verdict).items() if v is not None},
+            # field by field, not asdict(): asdict deep-copies and was most of this line's cost
+            "verdict": {
+                f: v
+                for f in _VERDICT_FIELDS
+                if (v := getattr(self.verdict, f)) is not None
+            },
             "finish_reason": self.finish_reason,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,

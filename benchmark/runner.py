@@ -176,11 +176,16 @@ class Counters:
     input_tokens: int = 0
     output_tokens: int = 0
     spent_usd: float = 0.0
+    retries: int = 0  # the judge's retries during this run (429/5xx/timeouts/resets)
     started: float = field(default_factory=time.monotonic)
 
     @property
     def done(self) -> int:
         return self.cache_hits + self.answered + self.failed
+
+
+def _retries(judge: Judge) -> int:
+    return int(getattr(getattr(judge, "stats", None), "retries", 0))
 
 
 class ProgressView:
@@ -189,9 +194,11 @@ class ProgressView:
     def __init__(self, counters: Counters, judge: Judge, enabled: bool) -> None:
         self.counters = counters
         self.judge = judge
+        self._retries0 = _retries(judge)  # a judge object may serve several runs
         self._progress: Any = None
         self._task: Any = None
         if enabled:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -208,6 +215,7 @@ class ProgressView:
                 TimeElapsedColumn(),
                 transient=False,
                 refresh_per_second=4,
+                console=Console(stderr=True),
             )
             self._task = self._progress.add_task("judging", total=counters.total, info="")
 
@@ -226,9 +234,9 @@ class ProgressView:
             return
         c = self.counters
         elapsed = max(1e-9, time.monotonic() - c.started)
-        retries = getattr(getattr(self.judge, "stats", None), "retries", 0)
+        c.retries = _retries(self.judge) - self._retries0
         info = (
-            f"hits {c.cache_hits}  {c.sent / elapsed:.1f} req/s  retries {retries}  "
+            f"hits {c.cache_hits}  {c.sent / elapsed:.1f} req/s  retries {c.retries}  "
             f"failed {c.failed}  tokens {c.input_tokens + c.output_tokens:,}  ${c.spent_usd:.4f}"
         )
         self._progress.update(self._task, completed=c.done, info=info)
@@ -476,6 +484,7 @@ async def execute(
     if fatal:
         raise fatal[0]
     status = "interrupted" if interrupted else "budget" if budget.exhausted else "complete"
+    counters.retries = _retries(judge) - view._retries0
     return Outcome(answers, from_cache, counters, status)
 
 
@@ -496,6 +505,7 @@ def judge_comparisons(
 
         parse = parse_verdict
     verdicts: dict[tuple[str, int], Verdict] = {}
+    costs: dict[str, float] = {}
     paid: set[str] = set()
     out: list[JudgedComparison] = []
     for comp, key in zip(prepared.comparisons, prepared.keys, strict=True):
@@ -508,6 +518,9 @@ def judge_comparisons(
             # parse() turns failed, refused, cut-off and empty answers into invalid verdicts
             verdict = parse(parser, c, n)
             verdicts[key, n] = verdict
+        cost = costs.get(key)
+        if cost is None:
+            cost = costs[key] = cost_of(identity, c.usage)
         cached = key in outcome.from_cache or key in paid
         paid.add(key)
         out.append(
@@ -518,7 +531,7 @@ def judge_comparisons(
                 finish_reason=c.finish_reason,
                 input_tokens=c.usage.input_tokens,
                 output_tokens=c.usage.output_tokens,
-                cost_usd=cost_of(identity, c.usage),
+                cost_usd=cost,
                 latency_s=c.latency_s,
                 attempts=c.attempts,
                 cached=cached,

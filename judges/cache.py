@@ -20,6 +20,8 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import orjson
+
 from .base import ChatRequest, Completion, Judge, JudgeIdentity, JudgeStats, cache_key
 from .errors import UserError
 
@@ -41,6 +43,14 @@ CREATE TABLE IF NOT EXISTS completions (
 CREATE INDEX IF NOT EXISTS completions_judge ON completions (judge, created_at);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
+
+
+def _loads(raw: str) -> Any:
+    # orjson reads ~3x faster; json also reads the NaN/Infinity a logprob may hold
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 class CacheError(UserError):
@@ -157,7 +167,7 @@ class CacheStore:
                     sql = f"SELECT key, completion FROM completions WHERE key IN ({','.join('?' * len(chunk))})"
                     rows = self._retry(partial(self._fetchall, sql, chunk))
                     for key, raw in rows:
-                        out[key] = Completion.from_dict(json.loads(raw))
+                        out[key] = Completion.from_dict(_loads(raw))
         except sqlite3.DatabaseError as e:
             raise self._unusable(e) from None
         except (ValueError, KeyError, TypeError) as e:
@@ -294,7 +304,7 @@ class CacheStore:
                     problems += [f"sqlite: {r}" for r in res]
                 for key, raw in self._db.execute("SELECT key, completion FROM completions"):
                     try:
-                        Completion.from_dict(json.loads(raw))
+                        Completion.from_dict(_loads(raw))
                     except (ValueError, KeyError, TypeError) as e:
                         problems.append(f"entry {key}: completion does not decode ({e})")
         except sqlite3.DatabaseError as e:
