@@ -284,9 +284,17 @@ def cache_dir_of(manifest: Mapping[str, Any]) -> Path | None:
     return p.parent if p.parent.is_dir() and p.suffix else None
 
 
-def to_json(data: Mapping[str, Any]) -> str:
-    """Indented JSON; orjson because the per-item list of the full RMB is 18k records."""
-    return orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n"
+def to_json(data: Mapping[str, Any], one_per_line: str = "items") -> str:
+    """Indented JSON, except that the records of the `one_per_line` list take one line each
+    (the full RMB has 18k items: indenting their fields would triple the file)."""
+    rest = {k: v for k, v in data.items() if k != one_per_line}
+    text = orjson.dumps(rest, option=orjson.OPT_INDENT_2, default=str).decode()
+    if one_per_line not in data:
+        return text + "\n"
+    rows = ",\n".join("    " + orjson.dumps(r, default=str).decode() for r in data[one_per_line])
+    head = text[: text.rstrip().rfind("}")].rstrip()
+    sep = ",\n" if rest else "\n"
+    return f'{head}{sep}  "{one_per_line}": [\n{rows}\n  ]\n}}\n'
 
 
 def _write(path: Path, text: str) -> None:

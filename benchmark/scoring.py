@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from statistics import fmean
 from typing import Any, Literal
 
@@ -61,6 +61,21 @@ class Voted:
     comparison: Comparison
     verdict: Verdict
     samples: int = 1
+    # the candidate id the verdict prefers, "tie", or None (see `picked`)
+    pick: str | None = None
+
+
+def picked(c: Comparison, v: Verdict) -> str | None:
+    """The candidate id the judge preferred, "tie", or None when invalid/unreadable."""
+    if v.kind == "tie":
+        return "tie"
+    if v.kind == "choice" and v.choice is not None and 0 <= v.choice < len(c.shown):
+        return c.shown[v.choice]
+    return None
+
+
+def _voted(c: Comparison, v: Verdict, samples: int = 1) -> Voted:
+    return Voted(c, v, samples, picked(c, v))
 
 
 def vote(verdicts: Sequence[Verdict]) -> Verdict:
@@ -117,13 +132,17 @@ def vote_all(judged: Iterable[JudgedComparison]) -> tuple[dict[str, list[Voted]]
     by_item: dict[str, list[Voted]] = defaultdict(list)
     costs: dict[str, _Cost] = defaultdict(_Cost)
     for (uid, _, _, _), lines in groups.items():
-        lines.sort(key=lambda j: j.comparison.sample_index)
+        cost = costs[uid]
         for j in lines:
-            costs[uid].add(j)
+            cost.add(j)
+        if len(lines) == 1:
+            by_item[uid].append(_voted(lines[0].comparison, lines[0].verdict))
+            continue
+        lines.sort(key=lambda j: j.comparison.sample_index)
         # a resumed run may hold a sample twice: the last line written wins
         latest = {j.comparison.sample_index: j.verdict for j in lines}
         verdict = vote([latest[k] for k in sorted(latest)])
-        by_item[uid].append(Voted(lines[0].comparison, verdict, len(latest)))
+        by_item[uid].append(_voted(lines[0].comparison, verdict, len(latest)))
     return by_item, costs
 
 
@@ -156,10 +175,13 @@ class ItemResult:
     cached: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        # by hand: dataclasses.asdict deep-copies and costs a second on the full RMB
-        d = {name: getattr(self, name) for name in _ITEM_FIELDS}
-        d["category"] = self.category.path
-        d["reasons"] = list(self.reasons)
+        # by hand (dataclasses.asdict deep-copies: a second on the full RMB); fields at their
+        # default are left out, from_dict restores them
+        d: dict[str, Any] = {"uid": self.uid, "category": self.category.path}
+        for name, default in _ITEM_DEFAULTS.items():
+            value = getattr(self, name)
+            if value != default:
+                d[name] = list(value) if isinstance(value, tuple) else value
         return d
 
     @classmethod
@@ -170,27 +192,21 @@ class ItemResult:
         return cls(**fields)
 
 
-_ITEM_FIELDS = tuple(ItemResult.__dataclass_fields__)
+_ITEM_DEFAULTS: dict[str, Any] = {
+    name: f.default if f.default is not MISSING else None
+    for name, f in ItemResult.__dataclass_fields__.items()
+    if name not in ("uid", "category")
+}
 
 
 def _preferred(item: Item) -> str:
     return next(c for c in item.candidates() if c in PREFERRED)
 
 
-def _picked(v: Voted) -> str | None:
-    """The candidate id the judge preferred, "tie", or None when invalid/unreadable."""
-    if v.verdict.kind == "tie":
-        return "tie"
-    choice = v.verdict.choice
-    if v.verdict.kind == "choice" and choice is not None and 0 <= choice < len(v.comparison.shown):
-        return v.comparison.shown[choice]
-    return None
-
-
 def _usable(v: Voted) -> bool:
     if v.comparison.kind == "pointwise":
         return v.verdict.kind == "score" and v.verdict.score is not None
-    return _picked(v) is not None
+    return v.pick is not None
 
 
 def _why_invalid(v: Voted) -> str:
@@ -227,7 +243,7 @@ def _duel_score(item: Item, voted: list[Voted], tie: float, t: _Tally) -> float:
             raise ScoringError(
                 f"comparison {v.comparison.id}: a duel must show '{best}' and one other answer"
             )
-        pick = _picked(v)
+        pick = v.pick
         s = (
             t.fail(_why_invalid(v))
             if pick is None
@@ -257,7 +273,7 @@ def _listwise_score(item: Item, voted: list[Voted], ties: Ties, t: _Tally) -> fl
     best = _preferred(item)
     scores = []
     for v in voted:
-        pick = _picked(v)
+        pick = v.pick
         if pick is None:
             scores.append(t.fail(_why_invalid(v)))
         elif pick == "tie":
@@ -309,7 +325,7 @@ def _consistency(voted: list[Voted]) -> tuple[int, int]:
     """Same candidates judged in several display orders: how many sets, how many agreed."""
     outcomes: dict[frozenset[str], dict[tuple[str, ...], str]] = defaultdict(dict)
     for v in voted:
-        pick = _picked(v)
+        pick = v.pick
         if len(v.comparison.shown) > 1 and pick is not None:
             outcomes[frozenset(v.comparison.shown)][v.comparison.shown] = pick
     swapped = [o for o in outcomes.values() if len(o) > 1]
@@ -346,7 +362,13 @@ def score_item(item: Item, voted: list[Voted], ties: Ties, cost: _Cost | None = 
     else:
         raise ScoringError(f"item {item.uid}: unknown comparison kind {kind!r}")
     swaps, agreed = _consistency(voted)
-    two_way = [v for v in voted if len(v.comparison.shown) == 2 and v.verdict.kind == "choice"]
+    n_ties = n_invalid = two_way = firsts = 0
+    for v in voted:
+        n_ties += v.verdict.kind == "tie"
+        n_invalid += not _usable(v)
+        if len(v.comparison.shown) == 2 and v.verdict.kind == "choice":
+            two_way += 1
+            firsts += v.verdict.choice == 0
     c = cost or _Cost()
     return ItemResult(
         uid=item.uid,
@@ -355,13 +377,13 @@ def score_item(item: Item, voted: list[Voted], ties: Ties, cost: _Cost | None = 
         score=s,
         invalid=t.invalid,
         comparisons=len(voted),
-        ties=sum(1 for v in voted if v.verdict.kind == "tie"),
-        invalid_comparisons=sum(1 for v in voted if not _usable(v)),
+        ties=n_ties,
+        invalid_comparisons=n_invalid,
         reasons=tuple(t.reasons),
         swaps=swaps,
         swaps_consistent=agreed,
-        two_way_choices=len(two_way),
-        first_picks=sum(1 for v in two_way if v.verdict.choice == 0),
+        two_way_choices=two_way,
+        first_picks=firsts,
         samples=c.samples,
         input_tokens=c.input_tokens,
         output_tokens=c.output_tokens,
