@@ -15,6 +15,7 @@ decoded_token)}` per generated position, holding the top-k and the sampled token
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -125,9 +126,8 @@ class VLLMJudge:
     def _sampling_params(self, request: ChatRequest) -> Any:
         params = sampling_params_for(request)
         if "structured_outputs" in params:
-            params["structured_outputs"] = self.vllm.sampling_params.StructuredOutputsParams(
-                **params["structured_outputs"]
-            )
+            structured = importlib.import_module("vllm.sampling_params").StructuredOutputsParams
+            params["structured_outputs"] = structured(**params["structured_outputs"])
         return self.vllm.SamplingParams(**params)
 
     def _run_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
