@@ -153,8 +153,16 @@ def run_facts(scores: Scores, manifest: Mapping[str, Any] | None) -> list[str]:
     facts += [
         f"- Items scored: {scores.overall.items:,}"
         + (f" of {data['items']:,} selected" if isinstance(data.get("items"), int) else ""),
-        f"- Ties: `{scores.ties}`; orders: `{plan.get('orders', '?')}`; BoN strategy: "
-        f"`{plan.get('bon_strategy', '?')}`; samples: {plan.get('samples', 1)}",
+        f"- Ties: `{scores.ties}`"
+        + "".join(
+            f"; {label}: `{plan[key]}`"
+            for key, label in (
+                ("orders", "orders"),
+                ("bon_strategy", "BoN strategy"),
+                ("samples", "samples"),
+            )
+            if key in plan
+        ),
         f"- Intervals: 95% percentile bootstrap over items, {scores.bootstrap:,} resamples, "
         f"seed {scores.seed}",
     ]

@@ -333,6 +333,14 @@ def _meter(x: float | None, bad: bool = False) -> str:
     return f'{_pct(x)}<span class="{cls}"><span style="width:{100 * x:.1f}%"></span></span>'
 
 
+def _human(n: int) -> str:
+    """12,345,678 → 12.3M (exact counts are in report.json)."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= size:
+            return f"{n / size:.3g}{suffix}"
+    return str(n)
+
+
 def _truncate(text: str) -> str:
     if len(text) <= MAX_TEXT:
         return escape(text)
@@ -424,7 +432,7 @@ def render_html(
             f"<td>{'–' if g.macro is None else f'{g.macro:.3f}'}</td>"
             f"<td>{_meter(g.consistency)}</td><td>{_pct(g.first_position_rate)}</td>"
             f"<td>{_pct(g.tie_rate)}</td><td>{_meter(g.invalid_rate, bad=True)}</td>"
-            f"<td>{g.invalid_items:,}</td><td>{g.input_tokens:,} / {g.output_tokens:,}</td>"
+            f"<td>{g.invalid_items:,}</td><td>{_human(g.input_tokens)} / {_human(g.output_tokens)}</td>"
             f"<td>${g.cost_usd:,.4f}</td><td>{g.cached:,}</td></tr>"
         )
     subsets_table = (
