@@ -67,6 +67,7 @@ class RunResult:
     cache_hits: int = 0
     sent: int = 0
     failed: int = 0
+    retries: int = 0
     spent_usd: float = 0.0
     wall_s: float = 0.0
     estimate: Estimate | None = None
@@ -313,6 +314,7 @@ async def arun(
         cache_hits=c.cache_hits,
         sent=c.sent,
         failed=c.failed,
+        retries=c.retries,
         spent_usd=c.spent_usd,
     )
     if outcome.status == "complete":
@@ -329,6 +331,7 @@ async def arun(
             "cache_hits": c.cache_hits,
             "sent": c.sent,
             "failed": c.failed,
+            "retries": c.retries,
             "input_tokens": c.input_tokens,
             "output_tokens": c.output_tokens,
             "spent_usd": c.spent_usd,

@@ -431,7 +431,10 @@ async def execute(
             for (key, _, est), c in zip(chunk, done, strict=True):
                 budget.settle(est, c)
                 record(key, c)
-            await committer.flush()
+            # commit the chunk before asking for the next one
+            await asyncio.to_thread(
+                store.put_many, [(k, identity, answers[k]) for k, _, _ in chunk]
+            )
 
     interrupted = False
     loop = asyncio.get_running_loop()

@@ -229,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     summary = (
         f"{result.comparisons:,} comparisons, {result.requests:,} distinct requests: "
-        f"{result.cache_hits:,} from the cache, {result.sent:,} sent, {result.failed:,} failed; "
+        f"{result.cache_hits:,} from the cache, {result.sent:,} sent, {result.retries:,} retries, {result.failed:,} failed; "
         f"${result.spent_usd:.4f} spent; {result.wall_s:.1f} s"
     )
     resume = "rmb " + shlex.join(sys.argv[1:])
