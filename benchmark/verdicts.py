@@ -278,10 +278,12 @@ def _verdict_position(logprobs: tuple[TokenLogprob, ...] | None) -> TokenLogprob
 
 
 def logprob_ab(completion: Completion, n_shown: int) -> Verdict:
-    """Pairwise single-token answer: P(A), P(B) from the top alternatives at the verdict position
-    (the first that is not whitespace or markup), normalised over the two; the text when the
-    server gave no logprobs. The prompt allowed only A or B, so a judge that answered 'The' but
-    kept mass on A and B is read from that mass, and the reason says so."""
+    """Pairwise single-token answer: the verdict is the answered token (A or B) at the verdict
+    position (the first that is not whitespace or markup); P(A), P(B) come from the top
+    alternatives there, normalised over the two. An answer that is not a label is invalid even
+    when A or B is among the alternatives: measured on SmolLM2-135M, 'The' was answered with
+    only 'A' (the article, ~5%) in the top 5, and reading that as a verdict would be a guess.
+    With no logprobs at all, the text is read."""
     pos = _verdict_position(completion.logprobs)
     if pos is None:
         got = _pick(completion.text, _AB)
@@ -299,23 +301,22 @@ def logprob_ab(completion: Completion, n_shown: int) -> Verdict:
     # relative to the largest, so a server's nonsense (-1000 everywhere, +800) cannot
     # underflow to 0/0 or overflow exp()
     top = max((lp for lps in logps.values() for lp in lps), default=None)
-    if top is None:
-        return invalid(
-            f"neither A nor B among the top alternatives at the verdict position (answered {pos.token!r})"
+    answered = _logprob_label(pos.token)
+    if answered is None or top is None:
+        mass = (
+            0.0
+            if top is None
+            else math.exp(min(top, 0.0))
+            * sum(math.exp(lp - top) for lps in logps.values() for lp in lps)
         )
-    mass = {k: sum(math.exp(lp - top) for lp in lps) for k, lps in logps.items()}
-    total = mass["A"] + mass["B"]
-    probs = (mass["A"] / total, mass["B"] / total)
-    sampled = _logprob_label(pos.token)
-    if probs[0] == probs[1]:
-        if sampled is None:
-            return invalid(f"A and B equally likely and the answer was {pos.token!r}")
-        return Verdict("choice", choice="AB".index(sampled), probs=probs)
-    note = ""
-    if sampled is None:
-        absolute = math.exp(min(top, 0.0)) * total
-        note = f"answered {pos.token!r}; read from top_logprobs (P(A)+P(B) = {absolute:.3g})"
-    return Verdict("choice", choice=0 if probs[0] > probs[1] else 1, probs=probs, reason=note)
+        return invalid(
+            f"answered {pos.token!r}, not A or B (P(A)+P(B) in the top alternatives: {mass:.3g})"
+        )
+    weight = {k: sum(math.exp(lp - top) for lp in lps) for k, lps in logps.items()}
+    total = weight["A"] + weight["B"]
+    probs = (weight["A"] / total, weight["B"] / total)
+    choice = "AB".index(answered) if probs[0] == probs[1] else (0 if probs[0] > probs[1] else 1)
+    return Verdict("choice", choice=choice, probs=probs)
 
 
 ParserFn = Callable[[Completion, int], Verdict]
