@@ -120,15 +120,26 @@ def score_rewards(
 ) -> tuple[Scores, list[str]]:
     by_uid = {it.uid: it for it in items}
     results: dict[str, ItemResult] = {}
+    unknown: list[tuple[str, str]] = []
     for where, rec in records:
         uid = _uid(rec, where)
         item = by_uid.get(uid)
         if item is None:
-            raise RewardsError(f"{where}: {uid} is not in the dataset (is --data the right one?)")
+            unknown.append((where, uid))
+            continue
         if uid in results:
             raise RewardsError(f"{where}: {uid} appears more than once")
         results[uid] = item_result(item, rec, where, ties)
     warnings = []
+    if unknown:
+        where, uid = unknown[0]
+        if not results:
+            raise RewardsError(f"{where}: {uid} is not in the dataset (is --data the right one?)")
+        # e.g. the authors' results cover the 3 RMB files the public dataset lacks
+        warnings.append(
+            f"{len(unknown):,} records name items not in the dataset and are skipped "
+            f"(first: {where}: {uid})"
+        )
     if len(results) < len(by_uid):
         warnings.append(f"{len(by_uid) - len(results):,} dataset items have no reward (not scored)")
     ordered = [results[it.uid] for it in items if it.uid in results]

@@ -161,3 +161,19 @@ def test_bad_records_name_the_place(
         assert main(["score-rewards", str(tmp_path / name), "--data", str(data)]) == 2
         err = capsys.readouterr().err
         assert name in err and message in err, err
+
+
+def test_records_for_items_the_dataset_lacks_are_skipped_with_a_warning(rmb_dir: Path) -> None:
+    """The authors' result files cover RMB files the public dataset lacks (e.g. Idea
+    Development): those records are skipped and counted, the rest scored."""
+    items = [it for it in real_items(rmb_dir) if not isinstance(it, BoNItem)][:3]
+    recs = [
+        (f"rec {i}", {"pair_uid": it.uid[5:], "chosen_reward": 1, "reject_reward": 0})
+        for i, it in enumerate(items)
+    ]
+    recs.append(("rec 3", {"pair_uid": "9218", "chosen_reward": 0.17, "reject_reward": 0.16}))
+    scores, warnings = score_rewards(recs, items, bootstrap=0)
+    assert scores.overall.items == 3 and scores.overall.accuracy == 1
+    assert warnings == [
+        "1 records name items not in the dataset and are skipped (first: rec 3: pair:9218)"
+    ]
