@@ -20,12 +20,14 @@ from .errors import JudgeSetupError
 from .http_judge import (
     TRANSPORT,
     HttpJudge,
+    MemoURL,
     classify_status,
     connection_failure,
     error_message,
     parse_retry_after,
     resolve_key,
     sdk_http_client,
+    without_telemetry,
 )
 from .limits import TransientError
 
@@ -84,6 +86,10 @@ def parse_message(data: Any) -> Completion:
     )
 
 
+class LeanAsyncAnthropic(MemoURL, anthropic.AsyncAnthropic):
+    pass
+
+
 class AnthropicJudge(HttpJudge):
     def __init__(
         self, model: str, options: JudgeOptions, api_key: str, key_hint: str, transport: str
@@ -94,11 +100,12 @@ class AnthropicJudge(HttpJudge):
             JudgeIdentity("anthropic", model, "" if hosted else base_url), options, api_key
         )
         self.key_hint = key_hint
-        self.client = anthropic.AsyncAnthropic(
+        self.client = LeanAsyncAnthropic(
             base_url=base_url,
             api_key=api_key,
             max_retries=0,
             timeout=options.timeout_s,
+            default_headers=without_telemetry(anthropic),
             http_client=sdk_http_client(anthropic, options, transport),
         )
 

@@ -149,6 +149,34 @@ def sdk_http_client(sdk: ModuleType, options: JudgeOptions, transport: str) -> A
     )
 
 
+# SDK telemetry headers (`X-Stainless-*`): no server needs them; each costs header handling on
+# every request. `Omit()` in default_headers is the SDKs' documented way to drop a header.
+TELEMETRY_HEADERS = (
+    "X-Stainless-Lang",
+    "X-Stainless-Package-Version",
+    "X-Stainless-OS",
+    "X-Stainless-Arch",
+    "X-Stainless-Runtime",
+    "X-Stainless-Runtime-Version",
+    "X-Stainless-Async",
+)
+
+
+def without_telemetry(sdk: ModuleType) -> Any:
+    return {h: sdk.Omit() for h in TELEMETRY_HEADERS}
+
+
+class MemoURL:
+    """Mixin for an SDK client class: a judge posts to one path, so the SDK's per-request URL
+    merge (a full URL parse, ~12% of the client's Python calls per request) is done once."""
+
+    def _prepare_url(self, url: str) -> Any:
+        memo: dict[str, Any] = self.__dict__.setdefault("_rmb_url_memo", {})
+        if url not in memo:
+            memo[url] = super()._prepare_url(url)  # type: ignore[misc]
+        return memo[url]
+
+
 # what a server run on this machine accepts as a key when none is set
 PLACEHOLDER_KEY = "unused"
 

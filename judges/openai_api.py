@@ -28,12 +28,14 @@ from .errors import JudgeSetupError
 from .http_judge import (
     TRANSPORT,
     HttpJudge,
+    MemoURL,
     classify_status,
     connection_failure,
     error_message,
     parse_retry_after,
     resolve_key,
     sdk_http_client,
+    without_telemetry,
 )
 from .limits import TransientError
 
@@ -104,6 +106,10 @@ def parse_chat_completion(data: Any) -> Completion:
     )
 
 
+class LeanAsyncOpenAI(MemoURL, openai.AsyncOpenAI):
+    pass
+
+
 class OpenAIJudge(HttpJudge):
     def __init__(
         self, model: str, options: JudgeOptions, api_key: str, key_hint: str, transport: str
@@ -114,11 +120,12 @@ class OpenAIJudge(HttpJudge):
             JudgeIdentity("openai", model, "" if self.hosted else base_url), options, api_key
         )
         self.key_hint = key_hint
-        self.client = openai.AsyncOpenAI(
+        self.client = LeanAsyncOpenAI(
             base_url=base_url,
             api_key=api_key,
             max_retries=0,
             timeout=options.timeout_s,
+            default_headers=without_telemetry(openai),
             http_client=sdk_http_client(openai, options, transport),
         )
 
