@@ -206,7 +206,9 @@ def markdown(scores: Scores, manifest: Mapping[str, Any] | None = None) -> str:
         "",
         "Macro = mean over scenarios. Consistency = share of answer sets judged in both orders "
         "whose winner survives the swap. Picks A = share of two-answer choices that picked the "
-        "answer shown first. Ties and Invalid are shares of comparisons (after majority vote).",
+        "answer shown first. Ties and Invalid are shares of comparisons (after majority vote). "
+        "Tokens and Cost are those of every answer scored, cache hits included; Cache hits = "
+        "answers this run read from the cache.",
         "",
         md_table(
             GROUP_HEADER,
