@@ -29,6 +29,7 @@ SERVER_HINT = "run `make install`, or `pip install 'llama-cpp-python[server]==0.
 CONTEXT_SIZES = (8192, 4096)
 START_TIMEOUT_S = 120.0
 LOCAL_TIMEOUT_S = 600.0
+THREADS_ENV = "RMB_LOCAL_THREADS"
 LLAMA_FTYPE_MOSTLY_Q8_0 = 7
 
 # The server reads its settings from the environment too (pydantic-settings, no prefix): a stray
@@ -127,6 +128,19 @@ def resolve_model(model: str) -> Path:
 # ---------------------------------------------------------------- the server process
 
 
+def default_threads() -> int:
+    """$RMB_LOCAL_THREADS, else half the logical CPUs (llama-cpp-python's own default). On a
+    shared 2-CPU machine (load 11-14) a 336-token prompt took 6-10 s with 1 thread and 25-27 s
+    with 2: llama.cpp's threads spin at barriers, and a descheduled peer costs them all."""
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise JudgeSetupError(f"{THREADS_ENV}={env!r}: expected a whole number") from None
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 class LlamaServer:
     """`llama_cpp.server` for one GGUF on 127.0.0.1: single slot, context 8192 (4096 if the
     larger one fails to start, e.g. a big model whose cache does not fit in memory)."""
@@ -145,10 +159,10 @@ class LlamaServer:
         self.fixed_port = port
         self.port = 0
         self.n_ctx = 0
-        self.n_threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
+        self.n_threads = n_threads or default_threads()
         self.context_sizes = context_sizes
         self.child: ChildServer | None = None
-        self.spawns = 0  # processes started so far (a rerun from the cache starts none)
+        self.pids: list[int] = []  # every process started (a rerun from the cache starts none)
 
     @property
     def base_url(self) -> str:
@@ -176,7 +190,8 @@ class LlamaServer:
         ]
         self.child = ChildServer([sys.executable, "-c", _LAUNCH, *args], f"{self.base_url}/models")
         self.child.spawn()
-        self.spawns += 1
+        assert self.child.pid is not None
+        self.pids.append(self.child.pid)
         return self.child
 
     def _failed(self, child: ChildServer, why: str) -> JudgeSetupError:

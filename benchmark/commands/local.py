@@ -15,14 +15,15 @@ from judges.base import JudgeOptions
 from judges.errors import UserError
 
 # The demo sample: DEMO_PER_SUBSET items from each of the four subsets (helpfulness/harmlessness
-# x pairwise/BoN), drawn seeded from the items short enough to keep a 135M model on 2 cores
-# quick (prompt time grows with length: ~1,400 tokens take 6-9 s). BoN items with two losers.
+# x pairwise/BoN), drawn seeded from the items short enough to keep a 135M model on 2 CPUs quick
+# (prompt time grows with length: ~1,400 tokens take 6-9 s on a quiet machine). BoN items with
+# two losers: 2 per subset, both orders -> 24 prompts.
 DEMO_PER_SUBSET = 2
-DEMO_MAX_CHARS = 1200
+DEMO_MAX_CHARS = 1000
 DEMO_MAX_LOSERS = 2
-DEMO_TEMPLATE = "pairwise"
-# the template asks for a few sentences, then the verdict; a tiny model rambles past that
-DEMO_MAX_TOKENS = 160
+# One-token answers read from the top logprobs: every answer has a verdict, even from a model
+# this small (asked for reasoning first, SmolLM2 never reaches a [[A]]/[[B]] verdict line).
+DEMO_TEMPLATE = "pairwise-logprob"
 TINY_MODEL_NOTE = (
     "Note: SmolLM2-135M is a tiny model that shows the pipeline working offline; it is no real "
     "grader. It tends to answer A whatever the order, and the report's position-consistency "
@@ -162,7 +163,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "local",
         DEMO_TEMPLATE,
         data=items,
-        options=JudgeOptions(max_tokens=DEMO_MAX_TOKENS, seed=0, concurrency=1),
+        options=JudgeOptions(seed=0, concurrency=1),
         orders="both",
         bon_strategy="pairwise",
         seed=args.seed,
