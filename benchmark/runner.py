@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -395,10 +395,6 @@ async def execute(
             c: Completion | None = None
             try:
                 c = await judge.complete(req)
-            except BaseException as e:
-                if not isinstance(e, asyncio.CancelledError):
-                    fail(e)
-                raise
             finally:
                 budget.settle(est, c)
             record(key, c)
@@ -422,12 +418,7 @@ async def execute(
             if not chunk:
                 return
             counters.sent += len(chunk)
-            try:
-                done = await complete_many([r for _, r, _ in chunk])
-            except BaseException as e:
-                if not isinstance(e, asyncio.CancelledError):
-                    fail(e)
-                raise
+            done = await complete_many([r for _, r, _ in chunk])
             for (key, _, est), c in zip(chunk, done, strict=True):
                 budget.settle(est, c)
                 record(key, c)
@@ -441,8 +432,19 @@ async def execute(
     workers: list[asyncio.Task[None]] = []
     is_batch = callable(getattr(judge, "complete_many", None))
     n_workers = 1 if is_batch else max(1, concurrency)
+
+    async def guarded(work: Callable[[], Awaitable[None]]) -> None:
+        # any failure in a worker (bad key, a template that fails on one item, a bug) stops the
+        # run and is raised after the cache is flushed; never a silently missing answer
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:
+            fail(e)
+
     workers += [
-        asyncio.create_task(batch_worker() if is_batch else worker()) for _ in range(n_workers)
+        asyncio.create_task(guarded(batch_worker if is_batch else worker)) for _ in range(n_workers)
     ]
     commit_task = asyncio.create_task(committer.run())
 

@@ -397,6 +397,18 @@ def test_bon_pair_identical_to_a_pairwise_pair_is_asked_once(loopback: Any, tmp_
     assert dup.cached != orig.cached  # one paid, the other read its answer
 
 
+def test_samples_are_separate_requests_and_cached_each(loopback: Any, tmp_path: Path) -> None:
+    data = write_items(tmp_path / "items.jsonl", 10)
+    r = go(loopback, data, tmp_path, samples=3, temperature=0.8)
+    assert r.comparisons == 60 and r.requests == 60 and r.sent == 60
+    assert len({j.key for j in r.judged}) == 60
+    assert {j.comparison.sample_index for j in r.judged} == {0, 1, 2}
+    again = go(loopback, data, tmp_path, samples=3, temperature=0.8)
+    assert again.sent == 0 and answered(loopback) == 60
+    one = go(loopback, data, tmp_path, samples=1, temperature=0.8)
+    assert one.sent == 0  # sample 0 of the same prompt is the same request
+
+
 def test_dry_run_sends_nothing(loopback: Any, tmp_path: Path) -> None:
     data = write_items(tmp_path / "items.jsonl", 30, n_bon=5, losers=2)
     dry = go(loopback, data, tmp_path, dry_run=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 from test_runner import MODEL, answered, subprocess_cmd, write_items
 
-from benchmark.cli import build_parser
+from benchmark.cli import build_parser, main
 from benchmark.commands.run import merged_options
 from judges.errors import UserError
 
@@ -62,34 +61,48 @@ def run_cli(cmd: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=REPO, timeout=300)
 
 
-def test_dry_run_then_run_then_cached_rerun(loopback: Any, tmp_path: Path) -> None:
+def rmb(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`rmb ARGV` in this process (the same main() the console script calls)."""
+    capsys.readouterr()
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_dry_run_then_run_then_cached_rerun(
+    loopback: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOOPBACK_KEY", "sk-loopback")
     data = write_items(tmp_path / "items.jsonl", 100, n_bon=20, losers=2)
     cmd = subprocess_cmd(loopback, data, tmp_path, concurrency=16)
-    dry = run_cli([*cmd, "--dry-run"])
-    assert dry.returncode == 0, dry.stderr
+    argv = cmd[3:]  # after `python -m benchmark.cli`
+    code, out, err = rmb(capsys, *argv, "--dry-run")
+    assert code == 0, err
     assert loopback.stats()["requests"] == 0
-    out = {
-        line[:18].strip(): line[18:].split()[0]
-        for line in dry.stdout.splitlines()
-        if line[18:].strip()
+    rows = {
+        line[:18].strip(): line[18:].split()[0] for line in out.splitlines() if line[18:].strip()
     }
     assert (
-        out["comparisons"] == "280"
-        and out["distinct requests"] == "280"
-        and out["cache answers"] == "0"
+        rows["comparisons"] == "280"
+        and rows["distinct requests"] == "280"
+        and rows["cache answers"] == "0"
     )
 
-    first = run_cli([*cmd])
-    assert first.returncode == 0, first.stderr
+    code, out, err = rmb(capsys, *argv)
+    assert code == 0, err
     assert answered(loopback) == 280
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert {"manifest.json", "comparisons.jsonl"} <= {p.name for p in run_dir.iterdir()}
 
+    # the same command again, as a new process: nothing is asked
     t = time.perf_counter()
-    again = run_cli([*cmd])
+    again = run_cli(cmd)
     wall = time.perf_counter() - t
     assert again.returncode == 0, again.stderr
-    assert loopback.stats()["requests"] == 280  # the rerun asked nothing
+    assert loopback.stats()["requests"] == 280
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [run_dir.name]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["counts"]["cache_hits"] == 280 and manifest["counts"]["sent"] == 0
@@ -97,75 +110,46 @@ def test_dry_run_then_run_then_cached_rerun(loopback: Any, tmp_path: Path) -> No
         f"\ncached rerun through the CLI (process start included): {wall:.2f} s for 280 comparisons"
     )
 
-    dry2 = run_cli([*cmd, "--dry-run"])
-    assert "cache answers            280" in dry2.stdout
+    code, out, _ = rmb(capsys, *argv, "--dry-run")
+    rows = {
+        line[:18].strip(): line[18:].split()[0] for line in out.splitlines() if line[18:].strip()
+    }
+    assert (rows["cache answers"], rows["to send"], rows["input tokens"]) == ("280", "0", "0")
 
-    stats = run_cli(
-        [
-            sys.executable,
-            "-m",
-            "benchmark.cli",
-            "cache",
-            "stats",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ]
-    )
-    assert stats.returncode == 0 and "280 answers" in stats.stdout and MODEL in stats.stdout
-    export = run_cli(
-        [
-            sys.executable,
-            "-m",
-            "benchmark.cli",
-            "cache",
-            "export",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ]
-    )
-    assert len(export.stdout.splitlines()) == 280
-    assert "sk-loopback" not in export.stdout
-    check = run_cli(
-        [
-            sys.executable,
-            "-m",
-            "benchmark.cli",
-            "cache",
-            "check",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ]
-    )
-    assert check.returncode == 0 and "ok, 280 answers" in check.stdout
-    prune = run_cli(
-        [
-            sys.executable,
-            "-m",
-            "benchmark.cli",
-            "cache",
-            "prune",
-            "--older-than",
-            "1d",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ]
-    )
-    assert prune.returncode == 0 and "deleted 0 answers" in prune.stdout
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    code, out, _ = rmb(capsys, "cache", "stats", *cache)
+    assert code == 0 and "280 answers" in out and MODEL in out
+    code, out, _ = rmb(capsys, "cache", "export", *cache)
+    assert code == 0 and len(out.splitlines()) == 280 and "sk-loopback" not in out
+    code, out, _ = rmb(capsys, "cache", "check", *cache)
+    assert code == 0 and "ok, 280 answers" in out
+    code, out, _ = rmb(capsys, "cache", "prune", "--older-than", "1d", *cache)
+    assert code == 0 and "deleted 0 answers" in out
+    code, _, err = rmb(capsys, "cache", "prune", *cache)
+    assert code == 2 and "--judge" in err
 
 
-def test_bad_key_exits_2_with_the_reason(loopback: Any, tmp_path: Path) -> None:
+def test_bad_key_exits_2_with_the_reason(
+    loopback: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     loopback.configure(expected_key="sk-right")
+    monkeypatch.setenv("LOOPBACK_KEY", "sk-wrong-key")
     data = write_items(tmp_path / "items.jsonl", 50)
-    r = run_cli(subprocess_cmd(loopback, data, tmp_path), LOOPBACK_KEY="sk-wrong-key")
-    assert r.returncode == 2, r.stderr
-    assert r.stderr.startswith("rmb: error:") and "sk-wrong-key" not in r.stderr
+    code, _, err = rmb(capsys, *subprocess_cmd(loopback, data, tmp_path)[3:])
+    assert code == 2, err
+    assert err.startswith("rmb: error:") and "sk-wrong-key" not in err
     assert loopback.stats()["requests"] <= 8
 
 
 def test_listwise_template_on_pairwise_items_is_a_clear_error(
-    loopback: Any, tmp_path: Path
+    loopback: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = write_items(tmp_path / "items.jsonl", 5)
-    r = run_cli([*subprocess_cmd(loopback, data, tmp_path), "--template", "listwise"])
-    assert r.returncode == 2 and "--set bon" in r.stderr
+    code, _, err = rmb(
+        capsys, *subprocess_cmd(loopback, data, tmp_path)[3:], "--template", "listwise"
+    )
+    assert code == 2 and "--set bon" in err
     assert loopback.stats()["requests"] == 0

@@ -248,25 +248,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_BUDGET
     if not quiet:
         if result.scores is not None:
-            print(scores_table(result.scores))
+            print_paper_table(result.run_dir, result.scores)
         print(summary)
         print(f"run: {result.run_dir}" + "".join(f"\n  {p}" for p in result.reports))
     return 0
 
 
-def scores_table(scores: Any) -> str:
-    """The paper's columns: the four subsets (micro accuracy, 95% interval, macro) and Overall."""
+def print_paper_table(run_dir: Path, scores: Any) -> None:
+    """The RMB paper's row for this run: the four subsets and Overall, with 95% intervals."""
+    from ..report import md_table, paper_row, read_manifest, run_label
+    from ..scoring import SUBSET_NAMES
 
-    def pct(x: float | None) -> str:
-        return "   -  " if x is None else f"{100 * x:5.1f}%"
-
-    def ci(g: Any) -> str:
-        return f"[{100 * g.ci.low:5.1f}, {100 * g.ci.high:5.1f}]" if getattr(g, "ci", None) else ""
-
-    rows = [f"{'subset':<24}{'items':>7}  {'accuracy':>8}  {'95% CI':<15}{'macro':>7}  invalid"]
-    for name, g in [*scores.subsets.items(), ("Overall", scores.overall)]:
-        macro = pct(g.macro) if g.macro is not None else ""
-        rows.append(
-            f"{name:<24}{g.items:>7}  {pct(g.accuracy):>8}  {ci(g):<15}{macro:>7}  {g.invalid_items}"
-        )
-    return "\n".join(rows)
+    label = run_label(read_manifest(run_dir))
+    print(md_table(["Judge × template", *SUBSET_NAMES, "Overall"], [[label, *paper_row(scores)]]))
