@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -291,14 +292,26 @@ def _one_line_error(stderr: str, cache: Path) -> str:
     return msg
 
 
+@pytest.fixture(scope="module")
+def pristine(loopback_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One complete run (data, cache, run directory) that each damage test copies."""
+    loopback_server.reset()
+    base = tmp_path_factory.mktemp("pristine")
+    data = write_items(base / "items.jsonl", 60)
+    done = subprocess.run(
+        rmb_run(loopback_server, data, base), env=env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return base
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "bad-row"])
 def test_corrupted_cache_is_a_clear_error_with_a_way_out(
-    loopback: Any, tmp_path: Path, damage: str
+    pristine: Path, loopback: Any, tmp_path: Path, damage: str
 ) -> None:
-    data = write_items(tmp_path / "items.jsonl", 60)
-    cmd = rmb_run(loopback, data, tmp_path)
-    first = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=120)
-    assert first.returncode == 0, first.stderr
+    for part in ("cache", "runs"):
+        shutil.copytree(pristine / part, tmp_path / part)
+    cmd = rmb_run(loopback, pristine / "items.jsonl", tmp_path)
     (run_dir,) = (tmp_path / "runs").iterdir()
     expected = scores_of(run_dir)
     cache = tmp_path / "cache"
@@ -335,7 +348,7 @@ def test_corrupted_cache_is_a_clear_error_with_a_way_out(
     assert str(db) in check.stdout + check.stderr
     # ... and another --cache-dir runs afresh to the same report
     fresh = subprocess.run(
-        rmb_run(loopback, data, tmp_path, cache="cache2"),
+        rmb_run(loopback, pristine / "items.jsonl", tmp_path, cache="cache2"),
         env=env(),
         capture_output=True,
         text=True,

@@ -1,0 +1,128 @@
+"""`rmb run` as a user runs it, timed as a subprocess (process start included): a cached rerun
+of 1,000 comparisons, and the full shared RMB (all pairwise + BoN, both orders) answered from a
+warm cache, with its peak RSS. The cache is warmed once against the loopback server with zero
+latency, in a temporary directory.
+
+    .venv/bin/python bench/rerun.py [--skip-full]"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from data_load import DEFAULT as RMB_DIR  # noqa: E402
+from throughput import KEY_ENV, MODEL  # noqa: E402
+
+RMB = str(Path(sys.executable).with_name("rmb"))
+
+
+@dataclass
+class Timed:
+    wall_s: float
+    peak_rss_mb: float
+    cpu_s: float
+    code: int
+    stderr: str
+
+
+def timed(cmd: list[str]) -> Timed:
+    """Run cmd; its wall time, peak RSS and CPU from wait4 (that child alone)."""
+    env = {**os.environ, KEY_ENV: "sk-bench-loopback"}
+    with tempfile.TemporaryFile("w+") as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return Timed(
+            wall,
+            usage.ru_maxrss / 1024,
+            usage.ru_utime + usage.ru_stime,
+            proc.returncode,
+            err.read()[-2000:],
+        )
+
+
+def rmb_run(base_url: str, work: Path, *selection: str, concurrency: int = 64) -> list[str]:
+    return [
+        RMB,
+        "run",
+        "--judge",
+        f"openai:{MODEL}",
+        "--base-url",
+        base_url,
+        "--api-key-env",
+        KEY_ENV,
+        "--data",
+        str(RMB_DIR),
+        "--cache-dir",
+        str(work / "cache"),
+        "--runs-dir",
+        str(work / "runs"),
+        "--concurrency",
+        str(concurrency),
+        "--quiet",
+        *selection,
+    ]
+
+
+def warm_then_rerun(srv: Any, work: Path, *selection: str) -> dict[str, Any]:
+    """Run once against the zero-latency server (warming the cache), then time the rerun."""
+    cmd = rmb_run(srv.openai_base_url, work, *selection)
+    warm = timed(cmd)
+    if warm.code != 0:
+        raise RuntimeError(f"warming run failed ({warm.code}): {warm.stderr}")
+    sent_before = srv.stats()["requests"]
+    rerun = timed(cmd)
+    if rerun.code != 0:
+        raise RuntimeError(f"cached rerun failed ({rerun.code}): {rerun.stderr}")
+    (run_dir,) = (work / "runs").iterdir()
+    counts = json.loads((run_dir / "manifest.json").read_text())["counts"]
+    return {
+        "comparisons": counts["comparisons"],
+        "distinct_requests": counts["requests"],
+        "sent_by_rerun": srv.stats()["requests"] - sent_before,
+        "warm_wall_s": round(warm.wall_s, 1),
+        "wall_s": round(rerun.wall_s, 3),
+        "cpu_s": round(rerun.cpu_s, 3),
+        "peak_rss_mb": round(rerun.peak_rss_mb, 1),
+    }
+
+
+def measure(srv: Any, *, full: bool = True) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="rmb-bench-") as tmp:
+        out = {
+            "cached_1000": warm_then_rerun(
+                srv, Path(tmp) / "small", "--set", "pairwise", "--limit", "500"
+            )
+        }
+        if full:
+            out["full_rmb"] = warm_then_rerun(srv, Path(tmp) / "full")
+    return out
+
+
+def main() -> int:
+    from loopback_server import running_server
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--skip-full", action="store_true", help="only the 1,000-comparison rerun")
+    a = p.parse_args()
+    with running_server(latency=0.0) as srv:
+        print(json.dumps(measure(srv, full=not a.skip_full), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Requests/s through the real OpenAI judge (registry `openai:` backend, official SDK) against the
+loopback server in its own process, at a given concurrency, as a ratio of the ideal
+concurrency / latency.
+
+    .venv/bin/python bench/throughput.py [--concurrency 64 256 512] [--latency 0.2] [--procs 1]
+    .venv/bin/python bench/throughput.py --concurrency 512 --profile prof.out   # cProfile
+
+The requests are real: RMB pairwise comparisons rendered by the `pairwise` template (a few KB
+each), all distinct. `--procs P` splits the concurrency over P client processes that start
+together (each its own event loop and judge); their requests are summed over the common window."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from data_load import DEFAULT as RMB_DIR  # noqa: E402
+
+from benchmark.data import Item  # noqa: E402
+from benchmark.plan import Comparison  # noqa: E402
+from judges.base import ChatRequest, Judge, JudgeOptions  # noqa: E402
+from prompts.templates import Template  # noqa: E402
+
+MODEL = "bench-judge"
+KEY_ENV = "RMB_BENCH_KEY"
+
+
+def make_judge(base_url: str, options: JudgeOptions) -> Judge:
+    """The team's OpenAI backend exactly as `rmb run --judge openai:... --base-url` builds it."""
+    os.environ.setdefault(KEY_ENV, "sk-bench-loopback")
+    options = replace(options, base_url=base_url, api_key_env=KEY_ENV)
+    try:
+        from judges.registry import build_judge
+    except ImportError:  # the registry module not landed yet: the same backend, built directly
+        from judges.openai_api import build
+
+        return build(MODEL, options)
+    return build_judge(f"openai:{MODEL}", options)
+
+
+@functools.cache
+def pairwise_items() -> list[Item]:
+    from benchmark.data import Selection, load
+
+    return Selection(sets=("pairwise",)).apply(load(RMB_DIR))
+
+
+def render(item: Item, comparison: Comparison, template: Template) -> ChatRequest:
+    """One comparison's request, as the runner renders it."""
+    cands = item.candidates()
+    messages = template.render(
+        conversation=item.conversation,
+        responses=[cands[cid].text for cid in comparison.shown],
+        goal=item.category.goal,
+        category=item.category,
+    )
+    return JudgeOptions().request(
+        messages,
+        MODEL,
+        sample_index=comparison.sample_index,
+        max_tokens=template.max_tokens,
+        top_logprobs=template.top_logprobs,
+        response_format=template.response_format,
+    )
+
+
+def rmb_requests(n: int, offset: int = 0) -> list[ChatRequest]:
+    """n distinct real requests: RMB pairwise items, both orders, the pairwise template."""
+    from benchmark.plan import plan
+    from prompts import load_template
+
+    # a few RMB pairs repeat the same texts: take some spare items
+    items = pairwise_items()[offset // 2 : (offset + n) // 2 + 1 + n // 20]
+    by_uid = {it.uid: it for it in items}
+    tpl = load_template("pairwise")
+    reqs = list({render(by_uid[c.item_uid], c, tpl): None for c in plan(items, tpl.mode)})[:n]
+    if len(reqs) < n:
+        raise SystemExit(f"only {len(reqs)} distinct RMB requests available, {n} asked")
+    return reqs
+
+
+@dataclass
+class Window:
+    sent: int
+    ok: int
+    start: float  # time.time()
+    end: float
+    cpu_s: float  # this process's CPU time over the window
+
+
+async def drive(judge: Judge, requests: list[ChatRequest], concurrency: int) -> Window:
+    """`concurrency` workers call judge.complete() back to back over the requests."""
+    it = iter(requests)
+    ok = 0
+
+    async def worker() -> None:
+        nonlocal ok
+        for req in it:
+            c = await judge.complete(req)
+            ok += c.is_answer
+
+    start, cpu = time.time(), time.process_time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Window(len(requests), ok, start, time.time(), time.process_time() - cpu)
+
+
+async def _run_one(
+    base_url: str, requests: list[ChatRequest], concurrency: int, start_at: float | None
+) -> Window:
+    judge = make_judge(base_url, JudgeOptions(concurrency=concurrency, timeout_s=60, max_retries=0))
+    try:
+        # open the connections first: a pool warmed by one round, as in a long run
+        await drive(judge, requests[:concurrency], concurrency)
+        if start_at is not None:
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+        return await drive(judge, requests[concurrency:], concurrency)
+    finally:
+        await judge.aclose()
+
+
+def measure(
+    base_url: str, concurrency: int, latency: float, *, procs: int = 1, rounds: int = 8
+) -> dict[str, Any]:
+    """Requests/s at `concurrency` (split over `procs` processes) and the ratio to the ideal."""
+    n = concurrency * rounds
+    if procs == 1:
+        requests = rmb_requests(n + concurrency)
+        w = asyncio.run(_run_one(base_url, requests, concurrency, None))
+        windows = [w]
+    else:
+        start_at = time.time() + 15.0  # children load RMB and warm up before this
+        per = concurrency // procs
+        children = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    base_url,
+                    str(per),
+                    str(per * rounds),
+                    str(i * (per * rounds + per)),
+                    repr(start_at),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(procs)
+        ]
+        windows = []
+        for c in children:
+            out, _ = c.communicate()
+            if c.returncode != 0:
+                raise RuntimeError(f"throughput child failed ({c.returncode})")
+            windows.append(Window(**json.loads(out)))
+    sent = sum(w.sent for w in windows)
+    ok = sum(w.ok for w in windows)
+    wall = max(w.end for w in windows) - min(w.start for w in windows)
+    rps = sent / wall
+    cpu_us = 1e6 * sum(w.cpu_s for w in windows) / sent
+    ideal = concurrency / latency
+    return {
+        "concurrency": concurrency,
+        "procs": procs,
+        "requests": sent,
+        "answered": ok,
+        "wall_s": round(wall, 3),
+        "rps": round(rps, 1),
+        "ideal_rps": round(ideal, 1),
+        "ratio": round(rps / ideal, 3),
+        # client CPU per request: what caps the rate on a busy machine (1e6 / cpu_us per core)
+        "client_cpu_us": round(cpu_us),
+    }
+
+
+def _child(base_url: str, conc: int, n: int, offset: int, start_at: float) -> None:
+    requests = rmb_requests(n + conc, offset)
+    w = asyncio.run(_run_one(base_url, requests, conc, start_at))
+    print(json.dumps(w.__dict__))
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        b, c, n, off, at = sys.argv[2:7]
+        _child(b, int(c), int(n), int(off), float(at))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--concurrency", type=int, nargs="+", default=[64, 256, 512])
+    p.add_argument("--latency", type=float, default=0.2)
+    p.add_argument("--procs", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=8, help="requests per worker")
+    p.add_argument("--profile", metavar="FILE", help="cProfile the client (procs 1) into FILE")
+    a = p.parse_args()
+    from loopback_server import running_server
+
+    with running_server(latency=a.latency) as srv:
+        for conc in a.concurrency:
+            if a.profile:
+                import cProfile
+                import pstats
+
+                prof = cProfile.Profile()
+                r = prof.runcall(measure, srv.openai_base_url, conc, a.latency, rounds=a.rounds)
+                prof.dump_stats(a.profile)
+                pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+            else:
+                r = measure(srv.openai_base_url, conc, a.latency, procs=a.procs, rounds=a.rounds)
+            print(json.dumps(r), f"load {os.getloadavg()[0]:.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
