@@ -135,9 +135,6 @@ class AnthropicJudge(HttpJudge):
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise TransientError(f"malformed response body ({type(exc).__name__}: {exc})") from None
 
-    async def aclose(self) -> None:
-        await self.client.close()
-
 
 def build(model: str, options: JudgeOptions, *, transport: str = TRANSPORT) -> AnthropicJudge:
     if not model:

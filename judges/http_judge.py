@@ -203,6 +203,7 @@ class HttpJudge:
     """The shared half of an HTTP backend. Subclasses set the client and implement `_send`."""
 
     key_hint = "the API key environment variable"
+    client: Any  # the SDK client (AsyncOpenAI / AsyncAnthropic)
 
     def __init__(self, identity: JudgeIdentity, options: JudgeOptions, api_key: str) -> None:
         self.identity = identity
@@ -225,6 +226,9 @@ class HttpJudge:
 
     async def _send(self, request: ChatRequest) -> Completion:
         raise NotImplementedError
+
+    async def aclose(self) -> None:
+        await self.client.close()
 
     def _on_retry(self, state: Any) -> None:
         self.stats.retries += 1

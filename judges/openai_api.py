@@ -151,9 +151,6 @@ class OpenAIJudge(HttpJudge):
             raise TransientError(f"malformed response body ({type(exc).__name__}: {exc})") from None
         return completion
 
-    async def aclose(self) -> None:
-        await self.client.close()
-
 
 def build(model: str, options: JudgeOptions, *, transport: str = TRANSPORT) -> OpenAIJudge:
     if not model:

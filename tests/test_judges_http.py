@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from loopback_server import LoopbackServer
@@ -44,10 +45,9 @@ async def judge(loopback: LoopbackServer) -> AsyncIterator[Make]:
         await j.aclose()
 
 
-def ask(j: HttpJudge, text: str = PAIRWISE, i: int = 0, **kw: object) -> ChatRequest:
-    return j.options.request(
-        [Message("system", "You judge replies."), Message("user", f"{i} {text}")], "judge-1", **kw
-    )  # type: ignore[arg-type]
+def ask(j: HttpJudge, text: str = PAIRWISE, i: int = 0, **kw: Any) -> ChatRequest:
+    msgs = [Message("system", "You judge replies."), Message("user", f"{i} {text}")]
+    return j.options.request(msgs, "judge-1", **kw)
 
 
 async def test_answer_round_trip(loopback: LoopbackServer, judge: Make) -> None:

@@ -89,6 +89,7 @@ def test_openai_response_reading() -> None:
         {"choices": [{"message": {"content": None, "refusal": "I can't"}, "finish_reason": "stop"}]}
     )
     assert refusal.finish_reason == "refused" and refusal.error == "refusal: I can't"
+    bad: object
     for bad in ({}, {"choices": []}, {"choices": [{"nomessage": 1}]}, [1]):
         with pytest.raises((KeyError, IndexError, TypeError)):
             parse_chat_completion(bad)
@@ -194,7 +195,7 @@ async def test_loopback_verdicts_parse_with_every_template(loopback: LoopbackSer
     verdicts = pytest.importorskip("benchmark.verdicts")
     from benchmark.data import Category
 
-    cat = Category("Pairwise_set", "Helpfulness", "Code", "Data Management")
+    cat = Category.parse("Pairwise_set/Helpfulness/Code/Data Management")
     options = JudgeOptions(base_url=loopback.openai_base_url)
     judge = build_judge("openai:judge-1", options)
     try:
