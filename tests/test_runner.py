@@ -13,19 +13,19 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from benchmark.api import COMPARISONS_FILE, MANIFEST_FILE, RunResult
+from benchmark.results import JudgedComparison
+from judges.base import JudgeIdentity, JudgeOptions, Usage
+from judges.cache import CacheStore
+from judges.registry import build_judge
 
-from benchmark.api import COMPARISONS_FILE, MANIFEST_FILE, RunResult  # noqa: E402
-from benchmark.results import JudgedComparison  # noqa: E402
-from judges.base import JudgeIdentity, JudgeOptions, Usage  # noqa: E402
-from judges.cache import CacheStore  # noqa: E402
-
+REPO = Path(__file__).resolve().parent.parent
 MODEL = "loopback-judge"
 
 
@@ -33,71 +33,11 @@ MODEL = "loopback-judge"
 
 
 def make_judge(base_url: str, options: JudgeOptions, model: str = MODEL) -> Any:
-    """The team's OpenAI backend via the registry when it is there, else a minimal judge over the
-    same real SDK (AsyncOpenAI, SDK retries off)."""
-    try:
-        from judges.registry import build_judge
-    except ImportError:
-        return _SdkJudge(base_url, model, options)
+    """The team's OpenAI backend (official SDK) pointed at the loopback server."""
     os.environ.setdefault("LOOPBACK_KEY", "sk-loopback")
-    from dataclasses import replace
-
     return build_judge(
         f"openai:{model}", replace(options, base_url=base_url, api_key_env="LOOPBACK_KEY")
     )
-
-
-class _SdkJudge:
-    def __init__(self, base_url: str, model: str, options: JudgeOptions) -> None:
-        import asyncio
-
-        from openai import AsyncOpenAI
-
-        from judges.base import JudgeIdentity, JudgeStats
-
-        self.identity = JudgeIdentity("openai", model, base_url)
-        self.stats = JudgeStats()
-        self.client = AsyncOpenAI(
-            base_url=base_url, api_key=os.environ.get("LOOPBACK_KEY", "sk-loopback"), max_retries=0
-        )
-        self.sem = asyncio.Semaphore(options.concurrency)
-
-    async def complete(self, r: Any) -> Any:
-        import openai
-
-        from judges.base import Completion, Usage
-        from judges.errors import JudgeSetupError
-
-        t = time.monotonic()
-        async with self.sem:
-            try:
-                resp = await self.client.chat.completions.create(
-                    model=r.model,
-                    messages=[{"role": m.role, "content": m.content} for m in r.messages],  # type: ignore[misc]
-                    temperature=r.temperature,
-                    max_tokens=r.max_tokens,
-                    seed=r.seed,
-                )
-            except (openai.AuthenticationError, openai.NotFoundError) as e:
-                raise JudgeSetupError(
-                    f"the judge refused the key or model: {e.status_code}"
-                ) from None
-            except openai.APIError as e:
-                self.stats.errors += 1
-                return Completion("", "error", error=type(e).__name__, created_at=time.time())
-        self.stats.requests += 1
-        ch = resp.choices[0]
-        u = resp.usage
-        return Completion(
-            ch.message.content or "",
-            ch.finish_reason,  # type: ignore[arg-type]
-            Usage(u.prompt_tokens if u else 0, u.completion_tokens if u else 0),
-            latency_s=time.monotonic() - t,
-            created_at=time.time(),
-        )
-
-    async def aclose(self) -> None:
-        await self.client.close()
 
 
 # ---------------------------------------------------------------------------- data
@@ -207,7 +147,7 @@ def subprocess_cmd(srv: Any, data: Path, tmp: Path, *extra: str, concurrency: in
 def popen(cmd: list[str]) -> subprocess.Popen[str]:
     env = {**os.environ, "LOOPBACK_KEY": os.environ.get("LOOPBACK_KEY", "sk-loopback")}
     return subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=HERE.parent
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO
     )
 
 
