@@ -28,7 +28,7 @@ from .pricing import cost_usd
 log = logging.getLogger("judges")
 
 _CONTEXT = re.compile(
-    r"context[ _-]?length|maximum context|context window|prompt is too long|too many tokens"
+    r"context[ _-]?(?:length|size|window)|maximum context|prompt is too long|too many tokens"
     r"|input is too long|exceeds? the (?:maximum|max)|request too large|too large for model",
     re.I,
 )
@@ -113,7 +113,7 @@ def classify_status(
     if status == 429 and ("insufficient_quota" in code or "quota" in message.lower()):
         raise JudgeSetupError(f"{who}: out of quota ({text}). Check the account's billing.")
     if status in (400, 413, 422):
-        if "context_length" in code or _CONTEXT.search(message) or status == 413:
+        if "context" in code or _CONTEXT.search(message) or status == 413:
             return Completion(text="", finish_reason="refused", error=f"context too long: {text}")
         if "content_filter" in code or _FILTER.search(message):
             return Completion(text="", finish_reason="refused", error=f"content filter: {text}")

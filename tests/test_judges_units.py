@@ -129,6 +129,8 @@ def test_error_classes() -> None:
             classify(status, "busy", ra=1.0)
     assert classify(400, "x", "context_length_exceeded").finish_reason == "refused"
     assert classify(400, "prompt is too long: 300000 tokens > 200000").finish_reason == "refused"
+    llama = "the request exceeds the available context size, try increasing it"
+    assert classify(400, llama, "exceed_context_size_error").finish_reason == "refused"
     assert classify(400, "filtered", "content_filter").finish_reason == "refused"
     assert classify(400, "messages: roles must alternate").finish_reason == "error"
     # llama.cpp: a request it cannot read comes back as 500; retrying cannot help
