@@ -188,6 +188,10 @@ def _retries(judge: Judge) -> int:
     return int(getattr(getattr(judge, "stats", None), "retries", 0))
 
 
+def _short(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e4 else str(n)
+
+
 class ProgressView:
     """One rich bar on stderr: done/total, cache hits, requests/s, retries, tokens, cost."""
 
@@ -204,15 +208,13 @@ class ProgressView:
                 MofNCompleteColumn,
                 Progress,
                 TextColumn,
-                TimeElapsedColumn,
             )
 
+            # sized for an 80-column terminal: rich truncates columns that do not fit
             self._progress = Progress(
-                TextColumn("judging"),
-                BarColumn(),
+                BarColumn(bar_width=10),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
                 transient=False,
                 refresh_per_second=4,
                 console=Console(stderr=True),
@@ -236,8 +238,9 @@ class ProgressView:
         elapsed = max(1e-9, time.monotonic() - c.started)
         c.retries = _retries(self.judge) - self._retries0
         info = (
-            f"hits {c.cache_hits}  {c.sent / elapsed:.1f} req/s  retries {c.retries}  "
-            f"failed {c.failed}  tokens {c.input_tokens + c.output_tokens:,}  ${c.spent_usd:.4f}"
+            f"{c.cache_hits} cached · {c.sent / elapsed:.0f} req/s · {c.retries} retries · "
+            f"{c.failed} failed · {_short(c.input_tokens + c.output_tokens)} tok · "
+            f"${c.spent_usd:.2f}"
         )
         self._progress.update(self._task, completed=c.done, info=info)
 
