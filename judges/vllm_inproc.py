@@ -10,15 +10,25 @@ Signatures read from vllm 0.32 (`vllm/entrypoints/llm.py`, `sampling_params.py`,
 `outputs.py`): `LLM.chat(messages: list[conversation], sampling_params: list[SamplingParams],
 use_tqdm=...) -> list[RequestOutput]` in input order; `CompletionOutput.text/token_ids/
 finish_reason/logprobs`, where logprobs is one `{token_id: Logprob(logprob, rank,
-decoded_token)}` per generated position, holding the top-k and the sampled token."""
+decoded_token)}` per generated position, holding the top-k and the sampled token.
+
+Run for real on CPU (issue 9): on vLLM's CPU platform the engine defaults to eager mode (graph
+compilation takes minutes there) and a 2 GiB KV cache; a local model folder is loaded offline.
+A prompt longer than the context would make vLLM reject the whole batch, so such a request is
+answered "refused" before the batch is sent. `$RMB_VLLM_ENGINE_ARGS` (a JSON object of `LLM()`
+arguments) adds or overrides engine arguments."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
+import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from .base import (
@@ -36,6 +46,72 @@ from .errors import JudgeSetupError
 # how long `complete` waits for company before sending a batch (requests that arrive while a
 # batch runs join the next one anyway)
 GATHER_S = 0.01
+
+# vLLM on CPU (measured for issue 9): eager start-up ~30 s instead of minutes of compilation
+CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True}
+CPU_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "2"}
+ENGINE_ARGS_ENV = "RMB_VLLM_ENGINE_ARGS"
+
+
+def model_identity(model: str) -> str:
+    """A local HF folder -> its name plus a digest of config and weight file names and sizes
+    (stable across runs and machines, different after re-converting); a hub id stays as is."""
+    folder = Path(model).expanduser()
+    if not (folder / "config.json").is_file():
+        return model
+    h = hashlib.sha256((folder / "config.json").read_bytes())
+    for f in sorted(folder.glob("*.safetensors")):
+        h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return f"{folder.resolve().name}@{h.hexdigest()[:12]}"
+
+
+def check_model(model: str) -> None:
+    """Fail early on what vLLM would fail on late: a GGUF file, a missing folder."""
+    path = Path(model).expanduser()
+    if path.suffix == ".gguf":
+        raise JudgeSetupError(
+            f"vllm: {model} is a GGUF file, which core vLLM no longer loads; convert it to an HF "
+            "folder first (python -m judges.gguf_to_hf --gguf FILE --out DIR)"
+        )
+    if (model.startswith((".", "/", "~")) or path.exists()) and not (
+        path / "config.json"
+    ).is_file():
+        raise JudgeSetupError(f"vllm: {model} is not an HF model folder (no config.json)")
+
+
+def cpu_dtype(cpuinfo: str | None = None) -> str:
+    """bfloat16 where the CPU computes it natively (AVX512-BF16, AMX); float32 elsewhere: on an
+    AVX2-only CPU vLLM's bf16 matmuls fall back to a slow path (SmolLM2-135M, 4 x 459-token
+    prompts, 32 tokens out: 29 s in bf16, 8.8 s in fp32)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    flags = set(cpuinfo.split())
+    return "bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
+
+
+def engine_defaults(on_cpu: bool) -> dict[str, Any]:
+    """`LLM()` arguments: the CPU defaults there, then $RMB_VLLM_ENGINE_ARGS."""
+    raw = os.environ.get(ENGINE_ARGS_ENV, "").strip()
+    try:
+        extra = json.loads(raw) if raw else {}
+    except ValueError as exc:
+        raise JudgeSetupError(f"${ENGINE_ARGS_ENV} is not JSON: {exc}") from None
+    if not isinstance(extra, dict):
+        raise JudgeSetupError(f"${ENGINE_ARGS_ENV} must be a JSON object of LLM() arguments")
+    cpu = {**CPU_ENGINE_DEFAULTS, "dtype": cpu_dtype()} if on_cpu else {}
+    return {**cpu, **extra}
+
+
+def runtime_env(model: str) -> dict[str, str]:
+    """Environment defaults for vLLM, set before it is imported: the CPU KV cache size (other
+    platforms ignore it), offline for a local folder (huggingface_hub reads it at import)."""
+    env = dict(CPU_ENV_DEFAULTS)
+    if (Path(model).expanduser() / "config.json").is_file():
+        env["HF_HUB_OFFLINE"] = "1"
+    return env
 
 
 def sampling_params_for(request: ChatRequest) -> dict[str, Any]:
@@ -70,7 +146,13 @@ def _token_logprobs(output: Any) -> tuple[TokenLogprob, ...] | None:
     positions = []
     for token_id, alternatives in zip(output.token_ids, output.logprobs, strict=False):
         alternatives = alternatives or {}
-        ranked = sorted(alternatives.values(), key=lambda lp: -lp.logprob)
+        # the top-k hold ranks 1..k; the sampled token is added when ranked below them, and
+        # then only it has a rank above the number of entries: leave it out of the top, as
+        # OpenAI does
+        ranked = sorted(
+            (lp for lp in alternatives.values() if (lp.rank or 0) <= len(alternatives)),
+            key=lambda lp: -lp.logprob,
+        )
         chosen = alternatives.get(token_id)
         positions.append(
             TokenLogprob(
@@ -85,14 +167,20 @@ def _token_logprobs(output: Any) -> tuple[TokenLogprob, ...] | None:
 def completion_from_output(result: Any) -> Completion:
     """A vllm RequestOutput (first sample) -> Completion."""
     out = result.outputs[0]
-    ends: dict[str | None, FinishReason] = {"length": "length", "abort": "error"}
+    # vLLM's "repetition" is a degenerate loop cut short: not an answer, like a cut-off one
+    ends: dict[str | None, FinishReason] = {
+        "length": "length",
+        "repetition": "length",
+        "abort": "error",
+        "error": "error",
+    }
     finish = ends.get(out.finish_reason, "stop")
     return Completion(
         text=out.text,
         finish_reason=finish,
         usage=Usage(len(result.prompt_token_ids or ()), len(out.token_ids)),
         logprobs=_token_logprobs(out),
-        error="aborted by vLLM" if finish == "error" else None,
+        error=f"vLLM finished with {out.finish_reason}" if finish == "error" else None,
     )
 
 
@@ -108,16 +196,46 @@ def _import_vllm() -> Any:
     return vllm
 
 
+def _on_cpu() -> bool:
+    try:
+        platform = importlib.import_module("vllm.platforms").current_platform
+        return bool(platform.is_cpu())
+    except (ImportError, AttributeError):
+        return False
+
+
+def too_long(llm: Any, request: ChatRequest) -> str | None:
+    """Why vLLM would reject this prompt (it rejects the whole batch with it), or None. UTF-8
+    bytes bound a byte-level BPE token count, so most prompts need no tokenizing here."""
+    limit = int(llm.model_config.max_model_len)
+    if sum(len(m.content.encode()) + 32 for m in request.messages) + 64 < limit:
+        return None
+    ids = llm.get_tokenizer().apply_chat_template(
+        conversation(request), add_generation_prompt=True, tokenize=True
+    )
+    n = len(ids["input_ids"] if isinstance(ids, dict) else ids)
+    if n < limit:
+        return None
+    return f"context too long: the prompt has {n} tokens and the model's context {limit}"
+
+
 class VLLMJudge:
     """One `vllm.LLM` per judge, built at the first request (loading takes a while)."""
 
     def __init__(self, model: str, options: JudgeOptions, **llm_kwargs: Any) -> None:
+        check_model(model)
+        for key, value in runtime_env(model).items():
+            os.environ.setdefault(key, value)
         self.vllm = _import_vllm()
         self.model = model
         self.options = options
-        self.identity = JudgeIdentity("vllm", model)
+        self.identity = JudgeIdentity("vllm", model_identity(model))
         self.stats = JudgeStats()
-        self.llm_kwargs = {"seed": options.seed or 0, **llm_kwargs}
+        self.llm_kwargs = {
+            "seed": options.seed or 0,
+            **engine_defaults(_on_cpu()),
+            **llm_kwargs,
+        }
         self._llm: Any = None
         self._lock = asyncio.Lock()
         self._pending: list[tuple[ChatRequest, asyncio.Future[Completion]]] = []
@@ -130,22 +248,41 @@ class VLLMJudge:
             params["structured_outputs"] = structured(**params["structured_outputs"])
         return self.vllm.SamplingParams(**params)
 
-    def _run_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        """Blocking: build the LLM if needed, then one LLM.chat over the whole batch."""
+    def load(self) -> Any:
+        """The `vllm.LLM`, built once (blocking: tens of seconds on CPU)."""
         if self._llm is None:
             self._llm = self.vllm.LLM(model=self.model, **self.llm_kwargs)
-        start = time.perf_counter()
-        results = self._llm.chat(
-            [conversation(r) for r in requests],
-            sampling_params=[self._sampling_params(r) for r in requests],
-            use_tqdm=False,
-        )
-        latency = time.perf_counter() - start
-        now = time.time()
-        return [
-            replace(completion_from_output(res), latency_s=latency, created_at=now)
-            for res in results
-        ]
+        return self._llm
+
+    @property
+    def loaded(self) -> bool:
+        return self._llm is not None
+
+    def _run_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        """Blocking: build the LLM if needed, then one LLM.chat over every request that fits."""
+        llm = self.load()
+        out: list[Completion | None] = [None] * len(requests)
+        send = []
+        for i, r in enumerate(requests):
+            why = too_long(llm, r)
+            if why is None:
+                send.append(i)
+            else:
+                out[i] = Completion(
+                    text="", finish_reason="refused", error=why, created_at=time.time()
+                )
+        if send:
+            start = time.perf_counter()
+            results = llm.chat(
+                [conversation(requests[i]) for i in send],
+                sampling_params=[self._sampling_params(requests[i]) for i in send],
+                use_tqdm=False,
+            )
+            latency = time.perf_counter() - start
+            now = time.time()
+            for i, res in zip(send, results, strict=True):
+                out[i] = replace(completion_from_output(res), latency_s=latency, created_at=now)
+        return [c for c in out if c is not None]
 
     async def complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         if not requests:
@@ -184,11 +321,15 @@ class VLLMJudge:
         self.stats.requests += 1
         self.stats.input_tokens += c.usage.input_tokens
         self.stats.output_tokens += c.usage.output_tokens
-        if c.finish_reason == "error":
+        if c.finish_reason in ("error", "refused"):
             self.stats.errors += 1
 
     async def aclose(self) -> None:
-        self._llm = None  # vLLM frees the engine when the LLM is collected
+        llm, self._llm = self._llm, None
+        # stop vLLM's engine-core process now, not whenever the LLM is collected
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            await asyncio.to_thread(core.shutdown)
 
 
 def build(model: str, options: JudgeOptions) -> VLLMJudge:
