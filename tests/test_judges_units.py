@@ -223,3 +223,23 @@ async def test_loopback_verdicts_parse_with_every_template(loopback: LoopbackSer
                 assert v.kind != "invalid", (t.name, c.text, v.reason)
     finally:
         await judge.aclose()
+
+
+async def test_loopback_policies_and_paid_answer_counts(loopback: LoopbackServer) -> None:
+    options = JudgeOptions(base_url=loopback.openai_base_url)
+    judge = build_judge("openai:judge-1", options)
+    pair = [Message("user", "Which is better? Answer [[A]] or [[B]].")]
+    try:
+        loopback.configure(policy="first")
+        firsts = [
+            await judge.complete(options.request(pair, "judge-1", sample_index=k)) for k in range(3)
+        ]
+        loopback.configure(policy="fixed:no verdict here")
+        fixed = await judge.complete(options.request(pair, "judge-1", sample_index=9))
+        again = await judge.complete(options.request(pair, "judge-1", sample_index=9))
+    finally:
+        await judge.aclose()
+    assert all(c.text.endswith("[[A]]") for c in firsts)
+    assert fixed.text == again.text == "no verdict here"
+    answers = loopback.stats()["answers"]
+    assert sorted(answers.values()) == [1, 1, 1, 2]  # the repeated request was paid twice
