@@ -29,7 +29,7 @@ log = logging.getLogger("judges")
 
 _CONTEXT = re.compile(
     r"context[ _-]?(?:length|size|window)|maximum context|prompt is too long|too many tokens"
-    r"|input is too long|exceeds? the (?:maximum|max)|request too large|too large for model",
+    r"|input is too long|request too large|too large for model",
     re.I,
 )
 _FILTER = re.compile(r"content[ _-]?(?:filter|management|policy)|safety system|flagged", re.I)
