@@ -212,7 +212,7 @@ class ProgressView:
 
             # sized for an 80-column terminal: rich truncates columns that do not fit
             self._progress = Progress(
-                BarColumn(bar_width=10),
+                BarColumn(bar_width=8),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[info]}"),
                 transient=False,
@@ -238,8 +238,8 @@ class ProgressView:
         elapsed = max(1e-9, time.monotonic() - c.started)
         c.retries = _retries(self.judge) - self._retries0
         info = (
-            f"{c.cache_hits} cached · {c.sent / elapsed:.0f} req/s · {c.retries} retries · "
-            f"{c.failed} failed · {_short(c.input_tokens + c.output_tokens)} tok · "
+            f"hits {c.cache_hits}  {c.sent / elapsed:.0f} req/s  retries {c.retries}  "
+            f"failed {c.failed}  {_short(c.input_tokens + c.output_tokens)} tok  "
             f"${c.spent_usd:.2f}"
         )
         self._progress.update(self._task, completed=c.done, info=info)

@@ -524,6 +524,6 @@ def test_progress_bar_shows_the_counters() -> None:
     task = view._progress.tasks[0]
     assert task.completed == 6 and task.total == 10
     info = task.fields["info"]
-    assert "4 cached" in info and "2 retries" in info and "1000 tok" in info and "$0.01" in info
+    assert "hits 4" in info and "retries 2" in info and "1000 tok" in info and "$0.01" in info
     assert "req/s" in info
     assert ProgressView(c, J(), enabled=False)._progress is None  # type: ignore[arg-type]
