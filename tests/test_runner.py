@@ -247,7 +247,7 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume(loopback: Any, tmp_path: P
 
 
 def test_two_processes_on_one_cache(loopback: Any, tmp_path: Path) -> None:
-    loopback.configure(latency=0.005, latency_jitter=0.01)
+    loopback.configure(latency=0.1)  # ~2.5 s of requests each, so the two runs overlap
     data = write_items(tmp_path / "items.jsonl", 150)
     procs = [
         popen(
@@ -267,6 +267,8 @@ def test_two_processes_on_one_cache(loopback: Any, tmp_path: Path) -> None:
     ]
     outs = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
+    # each process keeps at most 8 requests in flight: more at once means both were running
+    assert loopback.stats()["max_in_flight"] > 8
     keys = {j.key for seed in (1, 2) for j in read_judged(tmp_path / "runs" / f"r{seed}")}
     assert 200 < len(keys) < 400  # the two selections overlap but are not the same
     with CacheStore(tmp_path / "cache") as store:
