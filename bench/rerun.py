@@ -101,15 +101,17 @@ def warm_then_rerun(srv: Any, work: Path, *selection: str) -> dict[str, Any]:
     }
 
 
-def measure(srv: Any, *, full: bool = True) -> dict[str, Any]:
+def measure(srv: Any, *, full: bool = True, keep: Path | None = None) -> dict[str, Any]:
+    """`keep`: leave the caches and runs there (to profile a rerun), not in a temp dir."""
     with tempfile.TemporaryDirectory(prefix="rmb-bench-") as tmp:
+        work = keep or Path(tmp)
         out = {
             "cached_1000": warm_then_rerun(
-                srv, Path(tmp) / "small", "--set", "pairwise", "--limit", "500"
+                srv, work / "small", "--set", "pairwise", "--limit", "500"
             )
         }
         if full:
-            out["full_rmb"] = warm_then_rerun(srv, Path(tmp) / "full")
+            out["full_rmb"] = warm_then_rerun(srv, work / "full")
     return out
 
 
@@ -118,9 +120,10 @@ def main() -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--skip-full", action="store_true", help="only the 1,000-comparison rerun")
+    p.add_argument("--keep", type=Path, metavar="DIR", help="keep caches and runs in DIR")
     a = p.parse_args()
     with running_server(latency=0.0) as srv:
-        print(json.dumps(measure(srv, full=not a.skip_full), indent=1))
+        print(json.dumps(measure(srv, full=not a.skip_full, keep=a.keep), indent=1))
     return 0
 
 

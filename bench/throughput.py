@@ -91,6 +91,12 @@ def rmb_requests(n: int, offset: int = 0) -> list[ChatRequest]:
     return reqs
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of another process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Window:
     sent: int
