@@ -25,9 +25,10 @@ DEMO_MAX_LOSERS = 2
 # this small (asked for reasoning first, SmolLM2 never reaches a [[A]]/[[B]] verdict line).
 DEMO_TEMPLATE = "pairwise-logprob"
 TINY_MODEL_NOTE = (
-    "Note: SmolLM2-135M is a tiny model that shows the pipeline working offline; it is no real "
-    "grader. It tends to answer A whatever the order, and the report's position-consistency "
-    "column shows exactly that."
+    "Note: SmolLM2-135M is a tiny model, no real grader: it answers A whatever the order, so "
+    "its accuracy is chance. The report shows it: Consistency (same winner in both orders) near "
+    "0%, Picks A near 100%. The demo shows the pipeline working offline; for real numbers run "
+    "the same with a real judge, e.g. `rmb run --judge openai:gpt-4o` (see README)."
 )
 
 
