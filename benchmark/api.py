@@ -34,6 +34,7 @@ from .runner import (
     execute,
     judge_comparisons,
     prepare,
+    price_known,
 )
 
 COMPARISONS_FILE = "comparisons.jsonl"
@@ -50,8 +51,9 @@ class Estimate:
     requests: int  # distinct requests after dedupe
     cached: int  # of those, already answered by the cache
     input_tokens: int  # chars/4 over the requests still to send
-    cost_input_usd: float  # the input side alone (a floor)
-    cost_max_usd: float  # if every answer used max_tokens (a ceiling)
+    # None when the price table does not know the model (see judges.pricing, --prices)
+    cost_input_usd: float | None  # the input side alone (a floor)
+    cost_max_usd: float | None  # if every answer used max_tokens (a ceiling)
 
 
 @dataclass
@@ -142,6 +144,7 @@ def _build_judge(spec: str | None, options: JudgeOptions) -> Judge:
 
 
 def estimate(prepared: Prepared, hits: set[str], judge: Judge) -> Estimate:
+    priced = price_known(judge.identity)
     tokens_in = tokens_out = 0
     for key in prepared.first:
         if key not in hits:
@@ -153,8 +156,8 @@ def estimate(prepared: Prepared, hits: set[str], judge: Judge) -> Estimate:
         requests=len(prepared.first),
         cached=len(hits),
         input_tokens=tokens_in,
-        cost_input_usd=cost_of(judge.identity, Usage(tokens_in, 0)),
-        cost_max_usd=cost_of(judge.identity, Usage(tokens_in, tokens_out)),
+        cost_input_usd=cost_of(judge.identity, Usage(tokens_in, 0)) if priced else None,
+        cost_max_usd=cost_of(judge.identity, Usage(tokens_in, tokens_out)) if priced else None,
     )
 
 
@@ -222,6 +225,11 @@ async def arun(
     the_judge = _build_judge(judge, options) if judge is None or isinstance(judge, str) else judge
     try:
         identity = the_judge.identity
+        if max_cost is not None and not price_known(identity):
+            raise UserError(
+                f"--max-cost: no price is known for {identity.label()}, so the budget cannot be "
+                "kept; give its prices with --prices FILE, or drop --max-cost"
+            )
         data_hash = mf.items_hash(items)
         plan_opts = {
             "orders": orders,

@@ -57,6 +57,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "runs_dir": ("runs_dir", _STR),
     "run_id": ("run_id", _STR),
     "max_cost": ("max_cost", _FLOAT),
+    "prices": ("prices", _STR),
     "bootstrap": ("bootstrap", _INT),
     "quiet": ("quiet", _BOOL),
 }

@@ -157,6 +157,12 @@ def _pricing() -> Callable[[JudgeIdentity, Usage], float | None] | None:
     return cost_usd
 
 
+def price_known(identity: JudgeIdentity) -> bool:
+    """Whether the price table knows this judge (a local model is known: it costs 0)."""
+    price = _pricing()
+    return price is not None and price(identity, Usage(1, 1)) is not None
+
+
 def cost_of(identity: JudgeIdentity, usage: Usage) -> float:
     """USD for that usage, 0 when the price of the model is unknown (a local model)."""
     price = _pricing()

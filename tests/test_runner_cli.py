@@ -153,3 +153,35 @@ def test_listwise_template_on_pairwise_items_is_a_clear_error(
     )
     assert code == 2 and "--set bon" in err
     assert loopback.stats()["requests"] == 0
+
+
+def test_max_cost_needs_a_price_and_prices_file_gives_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from judges.pricing import reset_prices
+
+    monkeypatch.setenv("LOOPBACK_KEY", "sk-loopback")
+    data = write_items(tmp_path / "items.jsonl", 10)
+    # a server that is not on this machine and a model the price table does not know;
+    # nothing is sent in either case (a refusal up front, then a dry run)
+    argv = [
+        "run", "--judge", "openai:mystery-judge", "--base-url", "http://192.0.2.1/v1",
+        "--api-key-env", "LOOPBACK_KEY", "--data", str(data), "--cache-dir", str(tmp_path / "c"),
+        "--runs-dir", str(tmp_path / "r"), "--max-cost", "1", "--dry-run",
+    ]  # fmt: skip
+    code, _, err = rmb(capsys, *argv)
+    assert code == 2 and "no price is known" in err and "--prices" in err
+    prices = tmp_path / "prices.toml"
+    prices.write_text("[mystery-judge]\ninput = 1.0\noutput = 4.0\n")
+    try:
+        code, out, err = rmb(capsys, *argv, "--prices", str(prices))
+    finally:
+        reset_prices()
+    assert code == 0, err
+    cost = next(line for line in out.splitlines() if line.startswith("cost"))
+    tokens = int(
+        next(line for line in out.splitlines() if line.startswith("input tokens"))
+        .split()[2]
+        .replace(",", "")
+    )
+    assert f"${tokens / 1e6:.4f} (input alone)" in cost

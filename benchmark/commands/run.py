@@ -145,6 +145,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-cost", type=float, metavar="USD", help="stop before spending more than this"
     )
     o.add_argument(
+        "--prices",
+        metavar="FILE",
+        help='USD per million tokens for models the built-in table lacks (TOML/JSON: {"model": {"input": 2.5, "output": 10}})',
+    )
+    o.add_argument(
         "--dry-run",
         action="store_true",
         help="count requests, cache hits, tokens and cost; send nothing",
@@ -193,6 +198,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-cost must be a positive amount in USD, got {a.max_cost}")
     if a.data is not None:
         a.data = Path(a.data)
+    if a.prices is not None:
+        from judges.pricing import load_prices
+
+        load_prices(a.prices)
     quiet = bool(a.quiet)
     result = run(
         judge=a.judge,
@@ -222,9 +231,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"cache answers     {e.cached:>10,}")
         print(f"to send           {e.requests - e.cached:>10,}")
         print(f"input tokens      {e.input_tokens:>10,}  (estimate: characters / 4)")
-        print(
-            f"cost              ${e.cost_input_usd:.4f} (input alone) to ${e.cost_max_usd:.4f} (every answer at max tokens)"
-        )
+        if e.cost_input_usd is None or e.cost_max_usd is None:
+            print("cost              unknown: no price for this model (--prices FILE)")
+        else:
+            print(
+                f"cost              ${e.cost_input_usd:.4f} (input alone) to "
+                f"${e.cost_max_usd:.4f} (every answer at max tokens)"
+            )
         print(f"run directory     {result.run_dir}  (nothing was sent)")
         return 0
     summary = (
