@@ -1,4 +1,5 @@
-"""A loopback HTTP server run as a child process that never outlives us.
+"""A loopback HTTP server run as a child process that never outlives us, and a judge that starts
+one at its first request (`ServedJudge`).
 
 It runs in its own process group (a terminal's Ctrl-C reaches only us, and we stop it in order)
 and is stopped by `stop()`, at interpreter exit, when this process gets SIGTERM, and — on Linux,
@@ -21,7 +22,10 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, Protocol
+
+from .base import ChatRequest, Completion, Judge, JudgeIdentity, JudgeStats
+from .errors import JudgeSetupError
 
 
 class ServerExited(Exception):
@@ -163,3 +167,52 @@ class ChildServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+class Server(Protocol):
+    async def astart(self) -> str:
+        """Start, wait until it answers, return its OpenAI base URL."""
+        ...
+
+    def stop(self) -> None: ...
+
+
+class ServedJudge:
+    """A `Judge` in front of a server it starts at the first request that reaches it, so a run
+    answered wholly from the cache starts nothing, and stops on `aclose()`. Its identity is fixed
+    here (the model, never the server's random port), so later runs find their cached answers.
+    `connect(base_url)` builds the judge that talks to the started server."""
+
+    def __init__(
+        self, identity: JudgeIdentity, server: Server, connect: Callable[[str], Judge]
+    ) -> None:
+        self.identity = identity
+        self.stats = JudgeStats()
+        self.server = server
+        self._connect = connect
+        self._inner: Judge | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def _ready(self) -> Judge:
+        async with self._lock:
+            if self._closed:
+                raise JudgeSetupError(f"{self.identity.label()}: used after aclose()")
+            if self._inner is None:
+                inner = self._connect(await self.server.astart())
+                inner.stats = self.stats  # one set of counters, whoever reads them
+                self._inner = inner
+            return self._inner
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        inner = self._inner or await self._ready()
+        return await inner.complete(request)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        inner, self._inner = self._inner, None
+        try:
+            if inner is not None:
+                await inner.aclose()
+        finally:
+            self.server.stop()

@@ -7,7 +7,6 @@ judges/child_server.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib.util
 import os
@@ -16,8 +15,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .base import ChatRequest, Completion, Judge, JudgeIdentity, JudgeOptions, JudgeStats
-from .child_server import ChildServer, ServerExited, free_port
+from .base import Judge, JudgeIdentity, JudgeOptions
+from .child_server import ChildServer, ServedJudge, ServerExited, free_port
 from .errors import JudgeSetupError
 
 SHIPPED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -229,56 +228,33 @@ class LlamaServer:
 # ---------------------------------------------------------------- the judge
 
 
-class LocalJudge:
-    """A `Judge` whose identity is the model file, not the server's random port, so cached
-    answers are found again on every later run without starting anything."""
+class LocalJudge(ServedJudge):
+    """The llama.cpp server for one GGUF behind the OpenAI backend; its identity is the model
+    file (name, size, sampled digest)."""
+
+    server: LlamaServer
 
     def __init__(self, model: Path, options: JudgeOptions) -> None:
         self.model = model
         self.options = options
-        self.identity = JudgeIdentity(provider="local", model=model_fingerprint(model))
-        self.stats = JudgeStats()
-        self.server = LlamaServer(model, alias=self.identity.model)
-        self._inner: Judge | None = None
-        self._lock = asyncio.Lock()
-        self._closed = False
+        identity = JudgeIdentity(provider="local", model=model_fingerprint(model))
+        super().__init__(identity, LlamaServer(model, alias=identity.model), self._connect_openai)
 
-    async def _ready(self) -> Judge:
-        async with self._lock:
-            if self._closed:
-                raise JudgeSetupError("local judge: used after aclose()")
-            if self._inner is None:
-                from .http_judge import PLACEHOLDER_KEY, TRANSPORT
-                from .openai_api import OpenAIJudge
+    def _connect_openai(self, base_url: str) -> Judge:
+        from .http_judge import PLACEHOLDER_KEY, TRANSPORT
+        from .openai_api import OpenAIJudge
 
-                base_url = await self.server.astart()
-                # concurrency 1: the server has one slot (more would only queue there). A CPU
-                # model is slow: the timeout is at least LOCAL_TIMEOUT_S so a long prompt is not
-                # sent twice. No key: the server wants none, and a user's OPENAI_API_KEY stays home.
-                opts = replace(
-                    self.options,
-                    base_url=base_url,
-                    api_key_env=None,
-                    concurrency=1,
-                    timeout_s=max(self.options.timeout_s, LOCAL_TIMEOUT_S),
-                )
-                inner = OpenAIJudge(self.identity.model, opts, PLACEHOLDER_KEY, "none", TRANSPORT)
-                inner.stats = self.stats
-                self._inner = inner
-            return self._inner
-
-    async def complete(self, request: ChatRequest) -> Completion:
-        inner = self._inner or await self._ready()
-        return await inner.complete(request)
-
-    async def aclose(self) -> None:
-        self._closed = True
-        inner, self._inner = self._inner, None
-        try:
-            if inner is not None:
-                await inner.aclose()
-        finally:
-            self.server.stop()
+        # concurrency 1: the server has one slot (more would only queue there). A CPU model is
+        # slow: the timeout is at least LOCAL_TIMEOUT_S so a long prompt is not sent twice. No
+        # key: the server wants none, and a user's OPENAI_API_KEY stays at home.
+        opts = replace(
+            self.options,
+            base_url=base_url,
+            api_key_env=None,
+            concurrency=1,
+            timeout_s=max(self.options.timeout_s, LOCAL_TIMEOUT_S),
+        )
+        return OpenAIJudge(self.identity.model, opts, PLACEHOLDER_KEY, "none", TRANSPORT)
 
 
 def build(model: str, options: JudgeOptions) -> LocalJudge:
