@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -155,15 +156,26 @@ def main() -> None:
     p.add_argument("--latency", type=float, default=0.2)
     p.add_argument("--requests", type=int, default=1500)
     p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--repeat", type=int, default=1, help="rounds; the best of each is shown")
     a = p.parse_args()
     ideal = a.concurrency / a.latency
+    modes = a.modes.split(",")
+    best: dict[str, tuple[float, float]] = {}
     with start_server(latency=a.latency, cpu=0) as srv:
-        for mode in a.modes.split(","):
-            rate, cpu = asyncio.run(measure(mode, srv.base_url, a.concurrency, a.requests))
-            print(
-                f"{mode:26s} {rate:7.1f} req/s  {rate / ideal:.2f} of ideal {ideal:.0f}"
-                f"  client CPU {cpu:5.0f} µs/request"
-            )
+        for _ in range(a.repeat):  # interleaved rounds: a busy machine hurts every mode alike
+            for mode in modes:
+                rate, cpu = asyncio.run(measure(mode, srv.base_url, a.concurrency, a.requests))
+                prev = best.get(mode, (0.0, float("inf")))
+                best[mode] = (max(prev[0], rate), min(prev[1], cpu))
+    print(
+        f"best of {a.repeat} rounds, {a.requests} requests each, load average {os.getloadavg()[0]:.1f}"
+    )
+    for mode in modes:
+        rate, cpu = best[mode]
+        print(
+            f"{mode:26s} {rate:7.1f} req/s  {rate / ideal:.2f} of ideal {ideal:.0f}"
+            f"  client CPU {cpu:5.0f} µs/request"
+        )
 
 
 if __name__ == "__main__":
