@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import hashlib
 import json
 import os
 import time
@@ -161,13 +163,30 @@ def estimate(prepared: Prepared, hits: set[str], judge: Judge) -> Estimate:
     )
 
 
+@functools.cache
+def _code_stamp() -> str:
+    """Hash of the code that turns a comparison into request bytes (rendering, request
+    building, key): saved keys from before a change to it are not trusted."""
+    import judges.base
+    import prompts.templates
+
+    from . import runner
+
+    h = hashlib.sha256()
+    for module in (judges.base, prompts.templates, runner):
+        h.update(Path(str(module.__file__)).read_bytes())
+    return h.hexdigest()
+
+
 def _saved_keys(path: Path, digest: str, n: int) -> list[str] | None:
-    """Keys an earlier run with the very same inputs computed (skips rendering on a rerun)."""
+    """Keys an earlier run with the very same inputs and code computed (a rerun renders nothing)."""
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    keys = saved.get("keys") if isinstance(saved, dict) and saved.get("inputs") == digest else None
+    if not isinstance(saved, dict) or saved.get("inputs") != digest:
+        return None
+    keys = saved.get("keys") if saved.get("code") == _code_stamp() else None
     return keys if isinstance(keys, list) and len(keys) == n else None
 
 
@@ -269,7 +288,8 @@ async def arun(
                 )
             run_dir.mkdir(parents=True, exist_ok=True)
             if known is None:
-                mf.write_json(run_dir / KEYS_FILE, {"inputs": digest, "keys": prepared.keys})
+                saved = {"inputs": digest, "code": _code_stamp(), "keys": prepared.keys}
+                mf.write_json(run_dir / KEYS_FILE, saved)
             manifest: dict[str, Any] = {
                 "run_id": rid,
                 "inputs": digest,

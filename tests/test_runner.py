@@ -351,6 +351,39 @@ def test_samples_are_separate_requests_and_cached_each(loopback: Any, tmp_path: 
     assert one.sent == 0  # sample 0 of the same prompt is the same request
 
 
+def test_cached_rerun_renders_nothing_unless_its_saved_keys_are_stale(
+    loopback: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prompts.templates import Template
+
+    renders = 0
+    real_render = Template.render
+
+    def counting(self: Template, **kw: Any) -> Any:
+        nonlocal renders
+        # the runner's renders only (a report renders a few example prompts too)
+        renders += sys._getframe(1).f_code.co_filename.endswith("runner.py")
+        return real_render(self, **kw)
+
+    monkeypatch.setattr(Template, "render", counting)
+    data = write_items(tmp_path / "items.jsonl", 20)
+    first_keys = [j.key for j in go(loopback, data, tmp_path).judged]
+    assert renders == 40 + 40  # once for the keys, once more to send each miss
+
+    renders = 0
+    again = go(loopback, data, tmp_path)
+    assert renders == 0 and again.sent == 0
+    assert [j.key for j in again.judged] == first_keys
+
+    saved = again.run_dir / "keys.json"
+    stale = json.loads(saved.read_text())
+    stale["code"] = "an older rmb-judge"
+    saved.write_text(json.dumps(stale))
+    third = go(loopback, data, tmp_path)
+    assert renders == 40 and third.sent == 0
+    assert [j.key for j in third.judged] == first_keys
+
+
 def test_dry_run_sends_nothing(loopback: Any, tmp_path: Path) -> None:
     data = write_items(tmp_path / "items.jsonl", 30, n_bon=5, losers=2)
     dry = go(loopback, data, tmp_path, dry_run=True)
