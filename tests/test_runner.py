@@ -384,6 +384,27 @@ def test_cached_rerun_renders_nothing_unless_its_saved_keys_are_stale(
     assert [j.key for j in third.judged] == first_keys
 
 
+def test_a_changed_imported_macro_misses_the_cache(loopback: Any, tmp_path: Path) -> None:
+    from prompts import BUILTIN_DIR
+
+    mine = tmp_path / "templates"
+    mine.mkdir()
+    (mine / "mine.j2").write_text(
+        (BUILTIN_DIR / "pairwise.j2").read_text().replace('name = "pairwise"', 'name = "mine"')
+    )
+    common = (BUILTIN_DIR / "_common.j2").read_text()
+    (mine / "_common.j2").write_text(common)  # found before the built-in one
+    data = write_items(tmp_path / "items.jsonl", 20)
+    assert go(loopback, data, tmp_path, template=str(mine / "mine.j2")).sent == 40
+    assert go(loopback, data, tmp_path, template=str(mine / "mine.j2")).sent == 0
+    # the template file is the same, the macro it imports is not: the requests change
+    (mine / "_common.j2").write_text(
+        common.replace("<conversation>", "<dialogue>").replace("</conversation>", "</dialogue>")
+    )
+    again = go(loopback, data, tmp_path, template=str(mine / "mine.j2"))
+    assert again.sent == 40 and answered(loopback) == 80
+
+
 def test_dry_run_sends_nothing(loopback: Any, tmp_path: Path) -> None:
     data = write_items(tmp_path / "items.jsonl", 30, n_bon=5, losers=2)
     dry = go(loopback, data, tmp_path, dry_run=True)
