@@ -9,11 +9,11 @@ pydantic models, which caps a single event loop well below the ideal rate at con
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 import httpx2
-import openai
 
 from .base import (
     ChatRequest,
@@ -106,8 +106,16 @@ def parse_chat_completion(data: Any) -> Completion:
     )
 
 
-class LeanAsyncOpenAI(MemoURL, openai.AsyncOpenAI):
-    pass
+@functools.cache
+def _sdk() -> tuple[Any, type]:
+    """`openai` and our client class over it, imported at the first request: the import alone
+    costs ~1.5 s CPU here, more than the rest of a cached rerun, which never sends anything."""
+    import openai
+
+    class LeanAsyncOpenAI(MemoURL, openai.AsyncOpenAI):
+        pass
+
+    return openai, LeanAsyncOpenAI
 
 
 class OpenAIJudge(HttpJudge):
@@ -120,19 +128,31 @@ class OpenAIJudge(HttpJudge):
             JudgeIdentity("openai", model, "" if self.hosted else base_url), options, api_key
         )
         self.key_hint = key_hint
-        self.client = LeanAsyncOpenAI(
-            base_url=base_url,
-            api_key=api_key,
+        self._base_url, self._transport = base_url, transport
+        self.client = None  # made at the first request (see _sdk)
+
+    def _connect(self) -> Any:
+        openai, client_class = _sdk()
+        self.client = client_class(
+            base_url=self._base_url,
+            api_key=self._secret,
             max_retries=0,
-            timeout=options.timeout_s,
+            timeout=self.options.timeout_s,
             default_headers=without_telemetry(openai),
-            http_client=sdk_http_client(openai, options, transport),
+            http_client=sdk_http_client(openai, self.options, self._transport),
         )
+        return self.client
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await super().aclose()
 
     async def _send(self, request: ChatRequest) -> Completion:
         body = chat_body(request, hosted=self.hosted)
+        client = self.client or self._connect()
+        openai = _sdk()[0]
         try:
-            resp = await self.client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+            resp = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
         except openai.APIStatusError as exc:
             message, code = error_message(exc.body, exc.message)
             return classify_status(
