@@ -35,7 +35,7 @@ from judges.errors import UserError
 from .data import Category, Item
 from .plan import Comparison
 from .results import JudgedComparison
-from .verdicts import Verdict
+from .verdicts import FIRST_TOKEN_PARSERS, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,8 @@ class Prepared:
     keys: list[str]
     first: dict[str, int]  # distinct key -> index of its first comparison (plan order)
     render: Callable[[int], ChatRequest]
+    # the template's verdict is its first token: an answer stopped at the token limit is complete
+    cut_ok: bool = False
 
     def request(self, key: str) -> ChatRequest:
         return self.render(self.first[key])
@@ -140,7 +142,8 @@ def prepare(
     first: dict[str, int] = {}
     for i, k in enumerate(keys):
         first.setdefault(k, i)
-    return Prepared(comparisons, keys, first, render)
+    cut_ok = template.parser in FIRST_TOKEN_PARSERS
+    return Prepared(comparisons, keys, first, render, cut_ok)
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:
@@ -262,9 +265,10 @@ class ProgressView:
 class _GroupCommit:
     """Answers waiting for their commit; one commit (in a thread) takes all that are waiting."""
 
-    def __init__(self, store: CacheStore, identity: JudgeIdentity) -> None:
+    def __init__(self, store: CacheStore, identity: JudgeIdentity, cut_ok: bool) -> None:
         self.store = store
         self.identity = identity
+        self.cut_ok = cut_ok
         self.pending: list[tuple[str, Completion, asyncio.Future[None]]] = []
         self.wake = asyncio.Event()
 
@@ -286,7 +290,9 @@ class _GroupCommit:
             return
         try:
             await asyncio.to_thread(
-                self.store.put_many, [(k, self.identity, c) for k, c, _ in batch]
+                self.store.put_many,
+                [(k, self.identity, c) for k, c, _ in batch],
+                cut_ok=self.cut_ok,
             )
         except BaseException as e:
             for _, _, fut in batch:
@@ -301,7 +307,7 @@ class _GroupCommit:
         """Synchronous last flush (after cancellation)."""
         batch, self.pending = self.pending, []
         if batch:
-            self.store.put_many([(k, self.identity, c) for k, c, _ in batch])
+            self.store.put_many([(k, self.identity, c) for k, c, _ in batch], cut_ok=self.cut_ok)
 
 
 @dataclass
@@ -369,7 +375,8 @@ async def execute(
     counters = Counters(total=len(keys), cache_hits=len(answers))
     todo: Iterator[str] = (k for k in keys if k not in answers)
     budget = Budget(max_cost, identity)
-    committer = _GroupCommit(store, identity)
+    complete = functools.partial(Completion.is_complete, cut_ok=prepared.cut_ok)
+    committer = _GroupCommit(store, identity, prepared.cut_ok)
     fatal: list[BaseException] = []
     stop = asyncio.Event()
 
@@ -378,7 +385,7 @@ async def execute(
         counters.input_tokens += c.usage.input_tokens
         counters.output_tokens += c.usage.output_tokens
         counters.spent_usd += cost_of(identity, c.usage)
-        if c.is_answer:
+        if complete(c):
             counters.answered += 1
         else:
             counters.failed += 1
@@ -407,7 +414,7 @@ async def execute(
             finally:
                 budget.settle(est, c)
             record(key, c)
-            if c.is_answer:
+            if complete(c):
                 await committer.add(key, c)
 
     async def batch_worker() -> None:
@@ -433,7 +440,9 @@ async def execute(
                 record(key, c)
             # commit the chunk before asking for the next one
             await asyncio.to_thread(
-                store.put_many, [(k, identity, answers[k]) for k, _, _ in chunk]
+                store.put_many,
+                [(k, identity, answers[k]) for k, _, _ in chunk],
+                cut_ok=prepared.cut_ok,
             )
 
     interrupted = False

@@ -330,6 +330,9 @@ PARSERS: dict[str, ParserFn] = {
     "rating-10": rating_10,
     "rating-5": rating_5,
 }
+# parsers whose verdict is the answer's first token: an answer stopped at the token limit is
+# complete for them (and cached), not cut off
+FIRST_TOKEN_PARSERS = frozenset({"logprob-ab"})
 # the template mode each parser reads; a template naming a parser of another mode is refused
 PARSER_MODES: dict[str, str] = {
     "verdict-ab": "pairwise",

@@ -91,7 +91,14 @@ class Completion:
     @property
     def is_answer(self) -> bool:
         """A complete answer: cacheable and parseable. Errors, refusals, empty and cut-off are not."""
-        return self.finish_reason == "stop" and bool(self.text.strip()) and self.error is None
+        return self.is_complete()
+
+    def is_complete(self, *, cut_ok: bool = False) -> bool:
+        """`is_answer`; with `cut_ok` (a verdict read from the first token, e.g. a one-token
+        logprob template) an answer that stopped at the token limit is complete too: the limit
+        is its designed length, not a cut."""
+        ended = self.finish_reason == "stop" or (cut_ok and self.finish_reason == "length")
+        return ended and bool(self.text.strip()) and self.error is None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

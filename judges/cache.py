@@ -177,8 +177,11 @@ class CacheStore:
     def get(self, key: str) -> Completion | None:
         return self.get_many([key]).get(key)
 
-    def put_many(self, entries: Iterable[tuple[str, JudgeIdentity, Completion]]) -> int:
-        """Store answers in one transaction; non-answers are skipped. Returns how many rows are new."""
+    def put_many(
+        self, entries: Iterable[tuple[str, JudgeIdentity, Completion]], *, cut_ok: bool = False
+    ) -> int:
+        """Store answers in one transaction; non-answers are skipped (`cut_ok`: see
+        `Completion.is_complete`). Returns how many rows are new."""
         now = time.time()
         rows = [
             (
@@ -191,7 +194,7 @@ class CacheStore:
                 c.created_at or now,
             )
             for key, ident, c in entries
-            if c.is_answer
+            if c.is_complete(cut_ok=cut_ok)
         ]
         if not rows:
             return 0

@@ -583,3 +583,16 @@ def test_progress_bar_shows_the_counters() -> None:
     assert "hits 4" in info and "retries 2" in info and "1000 tok" in info and "$0.01" in info
     assert "req/s" in info
     assert ProgressView(c, J(), enabled=False)._progress is None  # type: ignore[arg-type]
+
+
+def test_one_token_verdicts_cut_at_the_limit_are_cached(loopback: Any, tmp_path: Path) -> None:
+    # llama.cpp ends a max_tokens=1 answer with finish_reason "length": for a first-token
+    # verdict that is the designed length, so the answer is cached, not paid again
+    loopback.configure(policy="fixed:A is the better reply")
+    data = write_items(tmp_path / "items.jsonl", 5)
+    first = go(loopback, data, tmp_path, template="pairwise-logprob")
+    assert first.sent == 10
+    assert {j.finish_reason for j in first.judged} == {"length"}
+    assert all(j.verdict.kind == "choice" for j in first.judged)
+    again = go(loopback, data, tmp_path, template="pairwise-logprob")
+    assert again.sent == 0 and again.cache_hits == 10
