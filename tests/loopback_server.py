@@ -40,6 +40,8 @@ configuration and clears the stats; ``GET /_stats`` reads the counters):
 - ``policy``: the verdict the judge text carries: ``hash`` (default; a deterministic
   pseudo-random choice among the labels the prompt offers, from the request key), ``first``
   (always the first label, a position-biased judge; pointwise: the top of the scale),
+  ``prefer:MARKER`` (an oracle the test controls: the response whose ``<response X>`` block
+  contains MARKER wins; pointwise: top of the scale if it has it, else 1; no marker: ``hash``),
   ``fixed:TEXT`` (always TEXT).
 - ``reasoning``: ``none`` | ``field`` (OpenAI-compatible ``reasoning_content`` / Anthropic
   ``thinking`` block) | ``think`` (``<think>…</think>`` before the answer text).
@@ -220,9 +222,20 @@ def judge_text(fmt: Format, choice: str, h: int) -> str:
     return f"{reason} Final verdict: [[{choice}]]"
 
 
-def choose(policy: str, fmt: Format, h: int) -> str:
+_BLOCK = re.compile(r"<response (\w+)>(.*?)</response \1>", re.S)
+
+
+def choose(policy: str, fmt: Format, h: int, prompt: str = "") -> str:
     if policy == "first":
         return fmt.labels[0]
+    if policy.startswith("prefer:"):
+        # an oracle the test controls: the response containing the marker wins / rates top
+        marker = policy.removeprefix("prefer:")
+        marked = [lab for lab, text in _BLOCK.findall(prompt) if marker in text]
+        if fmt.kind == "rating":
+            return fmt.labels[0] if marked else fmt.labels[-1]
+        if marked and marked[0] in fmt.labels:
+            return marked[0]
     return fmt.labels[h % len(fmt.labels)]
 
 
@@ -440,7 +453,7 @@ async def _answer(request: web.Request, api: str, st: State, cfg: dict[str, Any]
     h = int(key[:15], 16)
     fmt = detect_format(body, prompt)
     policy = str(cfg["policy"])
-    choice = choose(policy, fmt, h)
+    choice = choose(policy, fmt, h, prompt)
     if fault == "unparseable":
         text = "Both responses have strengths and weaknesses; it is hard to say which is better."
     elif fault == "empty":

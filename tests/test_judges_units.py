@@ -243,3 +243,29 @@ async def test_loopback_policies_and_paid_answer_counts(loopback: LoopbackServer
     assert fixed.text == again.text == "no verdict here"
     answers = loopback.stats()["answers"]
     assert sorted(answers.values()) == [1, 1, 1, 2]  # the repeated request was paid twice
+
+
+async def test_loopback_oracle_policy_prefers_the_marked_response(loopback: LoopbackServer) -> None:
+    templates = pytest.importorskip("prompts.templates")
+    from benchmark.data import Category
+
+    loopback.configure(policy="prefer:GOLD")
+    options = JudgeOptions(base_url=loopback.openai_base_url)
+    judge = build_judge("openai:judge-1", options)
+    cat = Category.parse("Pairwise_set/Helpfulness/Code/Data Management")
+    conv = [Message("user", "Sort a list.")]
+    try:
+        pair = templates.load_template("pairwise")
+        texts = []
+        for shown in (["GOLD answer", "other"], ["other", "GOLD answer"]):
+            msgs = pair.render(conversation=conv, responses=shown, goal="helpfulness", category=cat)
+            texts.append((await judge.complete(options.request(msgs, "judge-1"))).text)
+        rate = templates.load_template("pointwise")
+        scores = []
+        for one in (["GOLD answer"], ["other"]):
+            msgs = rate.render(conversation=conv, responses=one, goal="helpfulness", category=cat)
+            scores.append((await judge.complete(options.request(msgs, "judge-1"))).text)
+    finally:
+        await judge.aclose()
+    assert texts[0].endswith("[[A]]") and texts[1].endswith("[[B]]")
+    assert scores[0].endswith("[[10]]") and scores[1].endswith("[[1]]")
