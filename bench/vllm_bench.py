@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", required=True, help="HF model folder (make vllm-env makes one)")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--requests", type=int, default=16)
-    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--max-chars", type=int, default=4000, help="longest rendered prompt")
     ap.add_argument("--rounds", type=int, default=2, help="alternating raw/judge rounds")
     ap.add_argument("--concurrency", type=int, default=8, help="server path")

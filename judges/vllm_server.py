@@ -57,7 +57,8 @@ def server_engine() -> dict[str, Any]:
 
 
 class VLLMServer:
-    """One vLLM OpenAI/Anthropic-compatible server for `model` (a folder or hub id), served as `served_name`."""
+    """One vLLM OpenAI/Anthropic-compatible server for `model` (a folder or hub id), served as
+    `served_name`. `args` are its engine flags (default: the in-process judge's defaults)."""
 
     def __init__(
         self,
@@ -70,9 +71,7 @@ class VLLMServer:
         self.model = str(model)
         self.served_name = served_name
         self.python = python or os.environ.get(PYTHON_ENV) or sys.executable
-        if args is None:
-            args = [*server_flags(server_engine()), *shlex.split(os.environ.get(ARGS_ENV, ""))]
-        self.args = list(args)
+        self.args = None if args is None else list(args)
         self.port = 0
         self.child: ChildServer | None = None
 
@@ -92,6 +91,8 @@ class VLLMServer:
     def _spawn(self) -> ChildServer:
         if self.python == sys.executable and importlib.util.find_spec("vllm") is None:
             raise JudgeSetupError(f"vllm-server: vLLM is not installed in this Python; {ENV_HINT}")
+        if self.args is None:  # here, not in __init__: finding the platform imports vLLM
+            self.args = [*server_flags(server_engine()), *shlex.split(os.environ.get(ARGS_ENV, ""))]
         self.port = free_port()
         argv = [
             *(self.python, "-m", "vllm.entrypoints.openai.api_server"),

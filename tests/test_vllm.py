@@ -81,7 +81,8 @@ def _vllm_children() -> list[str]:
             cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == os.getpid() and ("VLLM" in cmd or "vllm" in cmd):
+        # the engine core names itself VLLM::EngineCore; the server runs vllm.entrypoints
+        if ppid == os.getpid() and ("VLLM::" in cmd or "vllm.entrypoints" in cmd):
             found.append(cmd)
     return found
 
@@ -93,10 +94,10 @@ def _no_vllm_children(within_s: float = 30.0) -> None:
     assert _vllm_children() == []
 
 
-def _run(judge: object, items: Sequence[Item], tmp: Path) -> RunResult:
+def _run(judge: object, items: Sequence[Item], tmp: Path, template: str = TEMPLATE) -> RunResult:
     return benchmark.run(
         judge,  # type: ignore[arg-type]
-        TEMPLATE,
+        template,
         data=items,
         options=OPTIONS,
         cache_dir=tmp / "cache",
@@ -181,18 +182,43 @@ def server(model_dir: Path) -> Iterator[vllm_server.VLLMServer]:
         srv.stop()
 
 
+# The Messages API has no JSON mode, and unconstrained the 135M model rambles to max_tokens (cut
+# off: invalid, not cached). Asked for one letter with little room, it sometimes stops.
+TERSE_TEMPLATE = """{#---
+name = "test-terse"
+mode = "pairwise"
+parser = "verdict-ab"
+version = "1"
+description = "Test template: the better reply's letter and nothing else."
+max_tokens = 12
+---#}
+{% from "_common.j2" import transcript, answers %}
+{% block system %}
+You compare two assistant replies and name the better one.
+{% endblock %}
+{% block user %}
+{{ transcript(conversation) }}
+
+{{ answers(responses) }}
+
+Reply with one letter, A or B.
+{% endblock %}
+"""
+
+
 @pytest.mark.vllm
 @pytest.mark.timeout(3600)
 def test_anthropic_backend_on_the_vllm_server_judges_rmb_and_reruns_from_cache(
     server: vllm_server.VLLMServer, items: list[Item], tmp_path: Path
 ) -> None:
+    template = tmp_path / "terse.j2"
+    template.write_text(TERSE_TEMPLATE)
     options = replace(OPTIONS, base_url=server.root_url)
     judge = anthropic_api.build(server.served_name, options)
     try:
-        # the Messages API has no JSON mode: the same template, unconstrained, parses less often
-        first = _run(judge, items, tmp_path)
+        first = _run(judge, items, tmp_path, template=str(template))
         _check_first(first, min_readable=1)
-        again = _run(judge, items, tmp_path)
+        again = _run(judge, items, tmp_path, template=str(template))
         _check_rerun(first, again, min_cached=1)
     finally:
         asyncio.run(judge.aclose())
