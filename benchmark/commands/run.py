@@ -120,6 +120,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--api-key-env", metavar="VAR", help="the environment variable holding the API key"
     )
     j.add_argument(
+        "--transport",
+        choices=("sdk", "lean"),
+        help="HTTP client of openai: judges: the official SDK or a lean aiohttp session "
+        "(default: lean for --base-url servers, sdk for the hosted API)",
+    )
+    j.add_argument(
         "--timeout",
         type=float,
         metavar="S",
@@ -180,6 +186,7 @@ def judge_options(a: argparse.Namespace) -> JudgeOptions:
         tokens_per_min=a.tpm,
         timeout_s=a.timeout,
         max_retries=a.max_retries,
+        transport=getattr(a, "transport", None),
     )
 
 
