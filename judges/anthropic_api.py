@@ -9,10 +9,10 @@ is an error before any request; the seed is simply not sent."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
-import anthropic
 import httpx2
 
 from .base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, Usage
@@ -86,8 +86,16 @@ def parse_message(data: Any) -> Completion:
     )
 
 
-class LeanAsyncAnthropic(MemoURL, anthropic.AsyncAnthropic):
-    pass
+@functools.cache
+def _sdk() -> tuple[Any, type]:
+    """`anthropic` and our client class over it, imported at the first request: the import
+    alone costs ~3 s CPU here, and a cached rerun never sends anything (as in openai_api)."""
+    import anthropic
+
+    class LeanAsyncAnthropic(MemoURL, anthropic.AsyncAnthropic):
+        pass
+
+    return anthropic, LeanAsyncAnthropic
 
 
 class AnthropicJudge(HttpJudge):
@@ -100,22 +108,34 @@ class AnthropicJudge(HttpJudge):
             JudgeIdentity("anthropic", model, "" if hosted else base_url), options, api_key
         )
         self.key_hint = key_hint
-        self.client = LeanAsyncAnthropic(
-            base_url=base_url,
-            api_key=api_key,
+        self._base_url, self._transport = base_url, transport
+        self.client = None  # made at the first request (see _sdk)
+
+    def _connect(self) -> Any:
+        anthropic, client_class = _sdk()
+        self.client = client_class(
+            base_url=self._base_url,
+            api_key=self._secret,
             max_retries=0,
-            timeout=options.timeout_s,
+            timeout=self.options.timeout_s,
             default_headers=without_telemetry(anthropic),
-            http_client=sdk_http_client(anthropic, options, transport),
+            http_client=sdk_http_client(anthropic, self.options, self._transport),
         )
+        return self.client
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await super().aclose()
 
     def check(self, request: ChatRequest) -> None:
         if request.top_logprobs is not None:
             raise JudgeSetupError(NO_LOGPROBS)
 
     async def _send(self, request: ChatRequest) -> Completion:
+        client = self.client or self._connect()
+        anthropic = _sdk()[0]
         try:
-            resp = await self.client.post(
+            resp = await client.post(
                 "/v1/messages", body=messages_body(request), cast_to=httpx2.Response
             )
         except anthropic.APIStatusError as exc:
