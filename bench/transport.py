@@ -95,7 +95,7 @@ def mode_sender(mode: str, base: str, conc: int) -> tuple[Sender, Callable[[], A
 
         provider = mode.split("-")[1]
         url = base + "/v1" if provider == "openai" else base
-        options = JudgeOptions(base_url=url, concurrency=conc, max_tokens=256)
+        options = JudgeOptions(base_url=url, concurrency=conc, max_tokens=256, transport="sdk")
         backend = openai_api if provider == "openai" else anthropic_api
         judge = backend.build("m", options, transport="aiohttp" if aio else "httpx")
 

@@ -1,16 +1,17 @@
 """`openai:MODEL`: OpenAI's Chat Completions API, or any OpenAI-compatible server (vLLM,
 llama.cpp, SGLang) with `base_url`.
 
-One `AsyncOpenAI` per judge, its own retries off (ours are in `http_judge`), on the SDK's
-aiohttp transport, which measured faster than its default httpx2 transport (bench/transport.py).
-Requests go through the SDK's raw `post()` and the JSON is read here: the typed
-`chat.completions.create()` spends about twice the CPU per call building and validating
-pydantic models, which caps a single event loop well below the ideal rate at concurrency 64."""
+Two transports, the same body (`chat_body`), parse (`parse_chat_completion`) and error handling
+(`HttpJudge.status_failure`, `parse_body`):
+- "sdk": one `AsyncOpenAI` per judge, its own retries off (ours are in `http_judge`), on the
+  SDK's aiohttp transport (faster than its default httpx2, bench/transport.py), through its raw
+  `post()` (the typed `create()` spends twice the CPU building pydantic models).
+- "lean": one aiohttp session per judge (`http_judge.LeanSession`), about a quarter of the SDK
+  path's client CPU per request; the default for custom servers (see `default_transport`)."""
 
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 import httpx2
@@ -28,11 +29,11 @@ from .errors import JudgeSetupError
 from .http_judge import (
     TRANSPORT,
     HttpJudge,
+    LeanSession,
     MemoURL,
-    classify_status,
     connection_failure,
-    error_message,
-    parse_retry_after,
+    error_body,
+    parse_body,
     resolve_key,
     sdk_http_client,
     without_telemetry,
@@ -118,9 +119,25 @@ def _sdk() -> tuple[Any, type]:
     return openai, LeanAsyncOpenAI
 
 
+TRANSPORTS = ("sdk", "lean")
+
+
+def default_transport(options: JudgeOptions, hosted: bool) -> str:
+    """`options.transport`, else lean for a custom server (vLLM, llama.cpp, SGLang: there client
+    CPU per request is what caps throughput) and the official SDK for OpenAI's own API (there
+    rate limits cap it, and the SDK tracks the API)."""
+    if options.transport is None:
+        return "sdk" if hosted else "lean"
+    if options.transport not in TRANSPORTS:
+        raise JudgeSetupError(
+            f"openai: unknown transport {options.transport!r}; use one of {', '.join(TRANSPORTS)}"
+        )
+    return options.transport
+
+
 class OpenAIJudge(HttpJudge):
     def __init__(
-        self, model: str, options: JudgeOptions, api_key: str, key_hint: str, transport: str
+        self, model: str, options: JudgeOptions, api_key: str, key_hint: str, sdk_http: str
     ) -> None:
         base_url = (options.base_url or HOSTED_URL).rstrip("/")
         self.hosted = base_url == HOSTED_URL
@@ -128,8 +145,14 @@ class OpenAIJudge(HttpJudge):
             JudgeIdentity("openai", model, "" if self.hosted else base_url), options, api_key
         )
         self.key_hint = key_hint
-        self._base_url, self._transport = base_url, transport
-        self.client = None  # made at the first request (see _sdk)
+        self.transport = default_transport(options, self.hosted)
+        self._base_url, self._sdk_http = base_url, sdk_http
+        self.client = None  # the SDK client, made at the first request (see _sdk)
+        self.lean = (
+            LeanSession(base_url, {"Authorization": f"Bearer {api_key}"}, options)
+            if self.transport == "lean"
+            else None
+        )
 
     def _connect(self) -> Any:
         openai, client_class = _sdk()
@@ -139,40 +162,37 @@ class OpenAIJudge(HttpJudge):
             max_retries=0,
             timeout=self.options.timeout_s,
             default_headers=without_telemetry(openai),
-            http_client=sdk_http_client(openai, self.options, self._transport),
+            http_client=sdk_http_client(openai, self.options, self._sdk_http),
         )
         return self.client
 
     async def aclose(self) -> None:
+        if self.lean is not None:
+            await self.lean.close()
         if self.client is not None:
             await super().aclose()
 
     async def _send(self, request: ChatRequest) -> Completion:
         body = chat_body(request, hosted=self.hosted)
+        if self.lean is not None:
+            status, raw, headers = await self.lean.post("/chat/completions", body)
+            if status >= 300:
+                return self.status_failure(status, error_body(raw), f"HTTP {status}", headers)
+            return parse_body(raw, parse_chat_completion)
         client = self.client or self._connect()
         openai = _sdk()[0]
         try:
             resp = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
         except openai.APIStatusError as exc:
-            message, code = error_message(exc.body, exc.message)
-            return classify_status(
-                exc.status_code,
-                self.redact(message),
-                code,
-                parse_retry_after(exc.response.headers),
-                who=self.identity.label(),
-                key_hint=self.key_hint,
-            )
+            return self.status_failure(exc.status_code, exc.body, exc.message, exc.response.headers)
         except openai.APIConnectionError as exc:  # timeouts included
             raise TransientError(connection_failure(exc, self.options.timeout_s)) from None
-        try:
-            completion = parse_chat_completion(json.loads(resp.content))
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise TransientError(f"malformed response body ({type(exc).__name__}: {exc})") from None
-        return completion
+        return parse_body(resp.content, parse_chat_completion)
 
 
 def build(model: str, options: JudgeOptions, *, transport: str = TRANSPORT) -> OpenAIJudge:
+    """`transport`: the SDK's own HTTP client ("aiohttp" or "httpx", see bench/transport.py),
+    used when `options.transport` picks the SDK (named as in `anthropic_api.build`)."""
     if not model:
         raise JudgeSetupError("openai: name a model, e.g. --judge openai:gpt-4o-mini")
     hosted = not options.base_url or options.base_url.rstrip("/") == HOSTED_URL

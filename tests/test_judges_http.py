@@ -1,4 +1,5 @@
-"""The OpenAI and Anthropic backends through the official SDKs against the loopback server."""
+"""The OpenAI and Anthropic backends against the loopback server: the official SDKs, and the
+OpenAI backend's lean aiohttp transport (every test that builds a judge runs on both)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from loopback_server import LoopbackServer
 from judges.base import ChatRequest, JudgeOptions, Message
 from judges.errors import JudgeSetupError, UserError
 from judges.http_judge import HttpJudge
+from judges.openai_api import OpenAIJudge
 from judges.registry import build_judge, default_judge_spec, parse_spec
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
@@ -29,12 +31,19 @@ def opts(srv: LoopbackServer, api: str = "openai", **kw: object) -> JudgeOptions
 Make = Callable[..., HttpJudge]
 
 
+@pytest.fixture(params=["sdk", "lean"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """The OpenAI backend's transport; a test about Anthropic alone overrides it to "sdk"."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def judge(loopback: LoopbackServer) -> AsyncIterator[Make]:
+async def judge(loopback: LoopbackServer, transport: str) -> AsyncIterator[Make]:
     """Build judges against the loopback server; all are closed after the test."""
     made: list[HttpJudge] = []
 
     def make(api: str = "openai", **kw: object) -> HttpJudge:
+        kw.setdefault("transport", transport)
         j = build_judge(f"{api}:judge-1", opts(loopback, api, **kw))
         assert isinstance(j, HttpJudge)
         made.append(j)
@@ -50,7 +59,7 @@ def ask(j: HttpJudge, text: str = PAIRWISE, i: int = 0, **kw: Any) -> ChatReques
     return j.options.request(msgs, "judge-1", **kw)
 
 
-async def test_answer_round_trip(loopback: LoopbackServer, judge: Make) -> None:
+async def test_answer_round_trip(loopback: LoopbackServer, judge: Make, transport: str) -> None:
     j = judge()
     c = await j.complete(ask(j))
     assert c.is_answer and c.text.rstrip().endswith(("[[A]]", "[[B]]")), c
@@ -58,6 +67,22 @@ async def test_answer_round_trip(loopback: LoopbackServer, judge: Make) -> None:
     assert c.attempts == 1 and c.latency_s > 0 and c.created_at > 0
     assert j.identity.base_url == loopback.openai_base_url
     assert j.stats.requests == 1 and j.stats.cost_usd == 0.0  # a loopback server is free
+    assert isinstance(j, OpenAIJudge) and j.transport == transport
+
+
+def test_transport_default_and_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    custom = "http://127.0.0.1:9/v1"
+    for options, expected in (
+        (JudgeOptions(), "sdk"),  # OpenAI's own API
+        (JudgeOptions(base_url=custom), "lean"),  # a custom server: throughput matters
+        (JudgeOptions(transport="sdk", base_url=custom), "sdk"),
+        (JudgeOptions(transport="lean"), "lean"),
+    ):
+        j = build_judge("openai:gpt-4o", options)
+        assert isinstance(j, OpenAIJudge) and j.transport == expected
+    with pytest.raises(JudgeSetupError, match="unknown transport 'grpc'"):
+        build_judge("openai:gpt-4o", JudgeOptions(transport="grpc"))
 
 
 async def test_transient_failures_are_retried_until_an_answer(
@@ -208,6 +233,7 @@ async def test_reasoning_is_kept_apart(loopback: LoopbackServer, judge: Make, ap
     assert inline.reasoning is None and inline.text.startswith("<think>")  # the parser's job
 
 
+@pytest.mark.parametrize("transport", ["sdk"])
 async def test_anthropic_path(loopback: LoopbackServer, judge: Make) -> None:
     loopback.configure(script=["429", "content_filter"], retry_after=0.05)
     j = judge("anthropic")
@@ -220,6 +246,7 @@ async def test_anthropic_path(loopback: LoopbackServer, judge: Make) -> None:
     assert j.identity.provider == "anthropic" and j.stats.retries == 1
 
 
+@pytest.mark.parametrize("transport", ["sdk"])
 async def test_anthropic_refuses_logprobs_before_any_request(
     loopback: LoopbackServer, judge: Make
 ) -> None:
