@@ -340,11 +340,16 @@ def pinned_manifest() -> Manifest:
 # ---------------------------------------------------------------- loading files
 
 
-def _records_of(path: Path) -> Iterator[tuple[int, Any]]:
+def _read(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def _records_of(path: Path, raw: bytes | None = None) -> Iterator[tuple[int, Any]]:
+    if raw is None:
+        raw = _read(path)
     if path.suffix == ".jsonl":
         for i, line in enumerate(raw.splitlines()):
             if not line.strip():
@@ -365,8 +370,10 @@ def _records_of(path: Path) -> Iterator[tuple[int, Any]]:
     yield from enumerate(data)
 
 
-def _parse_file(path: Path, category_path: str | None) -> Iterator[tuple[int, Item]]:
-    for i, rec in _records_of(path):
+def _parse_file(
+    path: Path, category_path: str | None, raw: bytes | None = None
+) -> Iterator[tuple[int, Item]]:
+    for i, rec in _records_of(path, raw):
         yield i, parse_record(rec, path, i, category_path)
 
 
@@ -402,6 +409,8 @@ class Dataset:
     extra_files: tuple[str, ...] = ()  # loaded, but not in the pinned commit
     count_mismatches: tuple[str, ...] = ()  # "path: N records, pinned commit has M"
     quirks: tuple[Quirk, ...] = ()
+    # not parsed: every record is of a category the selection excludes (see `only`)
+    skipped_files: tuple[str, ...] = ()
 
 
 def _duplicate_error(item: Item, path: Path, index: int, first: tuple[Path, int]) -> DataError:
@@ -425,22 +434,46 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_dataset(source: Path | str, manifest: Manifest | None = None) -> Dataset:
-    """Load a dataset directory, one RMB JSON file, or a JSONL file, with its load report."""
+def load_dataset(
+    source: Path | str, manifest: Manifest | None = None, *, only: Selection | None = None
+) -> Dataset:
+    """Load a dataset directory, one RMB JSON file, or a JSONL file, with its load report.
+
+    `only`: in a directory, files whose records all belong to categories that selection
+    excludes are not parsed (`skipped_files`): `only.apply(items)` is the same as with every
+    file loaded, but a bad record or a duplicate uid in a skipped file goes unnoticed."""
     with _gc_paused():
-        return _load_dataset(Path(source), manifest)
+        return _load_dataset(Path(source), manifest, only)
 
 
-def _load_dataset(source: Path, manifest: Manifest | None) -> Dataset:
+def _skippable(raw: bytes, location: str, only: Selection) -> bool:
+    """True if every record in this file is of `location`'s category and `only` excludes it.
+
+    A record's own category_path wins over the file's location, so the file is skipped only
+    if each category_path key in its bytes (a key cannot occur unescaped inside a JSON string)
+    says exactly `location`: counting substrings costs ~1/20 of parsing. Anything unusual
+    (escapes, odd spacing, an unparseable location) just means the file is parsed."""
+    try:
+        category = _category(location)
+    except ValueError:
+        return False
+    if only.wants(category):
+        return False
+    value = orjson.dumps(location)
+    keys = raw.count(b'"category_path"')
+    return keys == raw.count(b'"category_path":' + value) + raw.count(b'"category_path": ' + value)
+
+
+def _load_dataset(source: Path, manifest: Manifest | None, only: Selection | None) -> Dataset:
     if not source.exists():
         raise DataError(f"{source}: no such file or directory")
     seen: dict[str, tuple[Path, int]] = {}
     items: list[Item] = []
     file_records: dict[str, int] = {}
 
-    def add(path: Path, category_path: str | None, name: str) -> None:
+    def add(path: Path, category_path: str | None, name: str, raw: bytes | None = None) -> None:
         n = 0
-        for i, item in _parse_file(path, category_path):
+        for i, item in _parse_file(path, category_path, raw):
             first = seen.setdefault(item.uid, (path, i))
             if first != (path, i):
                 raise _duplicate_error(item, path, i, first)
@@ -452,9 +485,16 @@ def _load_dataset(source: Path, manifest: Manifest | None) -> Dataset:
         add(source, None, source.name)
         return Dataset(source, items, file_records, quirks=tuple(find_quirks(items)))
     root = dataset_root(source)
+    skipped: list[str] = []
     for path in dataset_files(root):
         rel = path.relative_to(root).as_posix()
-        add(path, rel.removesuffix(".json"), rel)
+        raw = None
+        if only is not None:
+            raw = _read(path)
+            if _skippable(raw, rel.removesuffix(".json"), only):
+                skipped.append(rel)
+                continue
+        add(path, rel.removesuffix(".json"), rel, raw)
     pinned = (manifest or pinned_manifest()).by_path()
     mismatches = tuple(
         f"{p}: {n} records, pinned commit has {pinned[p].records}"
@@ -465,16 +505,18 @@ def _load_dataset(source: Path, manifest: Manifest | None) -> Dataset:
         source=root,
         items=items,
         file_records=file_records,
-        absent_files=tuple(p for p in pinned if p not in file_records),
+        absent_files=tuple(p for p in pinned if p not in file_records and p not in skipped),
         extra_files=tuple(p for p in file_records if p not in pinned),
         count_mismatches=mismatches,
         quirks=tuple(find_quirks(items)),
+        skipped_files=tuple(skipped),
     )
 
 
-def load(source: Path | str) -> list[Item]:
-    """Load every item from a dataset directory, one RMB JSON file, or a JSONL file."""
-    return load_dataset(source).items
+def load(source: Path | str, only: Selection | None = None) -> list[Item]:
+    """Load every item from a dataset directory, one RMB JSON file, or a JSONL file; with
+    `only`, a directory's files that selection cannot keep are not parsed (see load_dataset)."""
+    return load_dataset(source, only=only).items
 
 
 # ---------------------------------------------------------------- selection
@@ -495,18 +537,28 @@ class Selection:
     limit: int | None = None
     seed: int = 0
 
-    def apply(self, items: Iterable[Item]) -> list[Item]:
+    def wants(self, category: Category) -> bool:
+        """Whether the set/goal/task/scenario filters keep items of this category."""
+
         def match(patterns: tuple[str, ...], value: str) -> bool:
             return not patterns or any(fnmatch.fnmatch(value.lower(), p.lower()) for p in patterns)
 
-        kept = [
-            it
-            for it in items
-            if it.category.set in self.sets
-            and it.category.goal in self.goals
-            and match(self.tasks, it.category.task)
-            and match(self.scenarios, it.category.scenario)
-        ]
+        return (
+            category.set in self.sets
+            and category.goal in self.goals
+            and match(self.tasks, category.task)
+            and match(self.scenarios, category.scenario)
+        )
+
+    def apply(self, items: Iterable[Item]) -> list[Item]:
+        wanted: dict[Category, bool] = {}  # ~100 categories among 50k items: match each once
+
+        def keep(category: Category) -> bool:
+            if category not in wanted:
+                wanted[category] = self.wants(category)
+            return wanted[category]
+
+        kept = [it for it in items if keep(it.category)]
         kept.sort(key=lambda it: stable_rank(self.seed, it.uid))
         if self.per_scenario is not None:
             counts: dict[tuple[str, str, str], int] = {}
