@@ -3,7 +3,8 @@ loopback server in its own process, at a given concurrency, as a ratio of the id
 concurrency / latency.
 
     .venv/bin/python bench/throughput.py [--concurrency 64 256 512] [--latency 0.2] [--procs 1]
-    .venv/bin/python bench/throughput.py --concurrency 512 --profile prof.out   # cProfile
+        [--transport sdk lean]
+    .venv/bin/python bench/throughput.py --concurrency 512 --transport lean --profile prof.out
 
 The requests are real: RMB pairwise comparisons rendered by the `pairwise` template (a few KB
 each), all distinct. `--procs P` splits the concurrency over P client processes that start
@@ -123,9 +124,16 @@ async def drive(judge: Judge, requests: list[ChatRequest], concurrency: int) -> 
 
 
 async def _run_one(
-    base_url: str, requests: list[ChatRequest], concurrency: int, start_at: float | None
+    base_url: str,
+    requests: list[ChatRequest],
+    concurrency: int,
+    start_at: float | None,
+    transport: str | None,
 ) -> Window:
-    judge = make_judge(base_url, JudgeOptions(concurrency=concurrency, timeout_s=60, max_retries=0))
+    options = JudgeOptions(
+        concurrency=concurrency, timeout_s=60, max_retries=0, transport=transport
+    )
+    judge = make_judge(base_url, options)
     try:
         # open the connections first: a pool warmed by one round, as in a long run
         await drive(judge, requests[:concurrency], concurrency)
@@ -137,13 +145,20 @@ async def _run_one(
 
 
 def measure(
-    base_url: str, concurrency: int, latency: float, *, procs: int = 1, rounds: int = 8
+    base_url: str,
+    concurrency: int,
+    latency: float,
+    *,
+    procs: int = 1,
+    rounds: int = 8,
+    transport: str | None = None,
 ) -> dict[str, Any]:
-    """Requests/s at `concurrency` (split over `procs` processes) and the ratio to the ideal."""
+    """Requests/s at `concurrency` (split over `procs` processes) and the ratio to the ideal,
+    through the judge's `transport` ("sdk", "lean", None = the backend's default)."""
     n = concurrency * rounds
     if procs == 1:
         requests = rmb_requests(n + concurrency)
-        w = asyncio.run(_run_one(base_url, requests, concurrency, None))
+        w = asyncio.run(_run_one(base_url, requests, concurrency, None, transport))
         windows = [w]
     else:
         start_at = time.time() + 15.0  # children load RMB and warm up before this
@@ -159,6 +174,7 @@ def measure(
                     str(per * rounds),
                     str(i * (per * rounds + per)),
                     repr(start_at),
+                    str(transport or ""),
                 ],
                 stdout=subprocess.PIPE,
                 text=True,
@@ -178,6 +194,7 @@ def measure(
     cpu_us = 1e6 * sum(w.cpu_s for w in windows) / sent
     ideal = concurrency / latency
     return {
+        "transport": transport or "default",
         "concurrency": concurrency,
         "procs": procs,
         "requests": sent,
@@ -191,21 +208,30 @@ def measure(
     }
 
 
-def _child(base_url: str, conc: int, n: int, offset: int, start_at: float) -> None:
+def _child(
+    base_url: str, conc: int, n: int, offset: int, start_at: float, transport: str | None
+) -> None:
     requests = rmb_requests(n + conc, offset)
-    w = asyncio.run(_run_one(base_url, requests, conc, start_at))
+    w = asyncio.run(_run_one(base_url, requests, conc, start_at, transport))
     print(json.dumps(w.__dict__))
 
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        b, c, n, off, at = sys.argv[2:7]
-        _child(b, int(c), int(n), int(off), float(at))
+        b, c, n, off, at, tr = sys.argv[2:8]
+        _child(b, int(c), int(n), int(off), float(at), tr or None)
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--concurrency", type=int, nargs="+", default=[64, 256, 512])
     p.add_argument("--latency", type=float, default=0.2)
     p.add_argument("--procs", type=int, default=1)
+    p.add_argument(
+        "--transport",
+        nargs="+",
+        choices=("sdk", "lean"),
+        default=["sdk", "lean"],
+        help="the OpenAI judge's transports, measured side by side",
+    )
     p.add_argument("--rounds", type=int, default=8, help="requests per worker")
     p.add_argument("--profile", metavar="FILE", help="cProfile the client (procs 1) into FILE")
     a = p.parse_args()
@@ -213,17 +239,19 @@ def main() -> int:
 
     with running_server(latency=a.latency) as srv:
         for conc in a.concurrency:
-            if a.profile:
-                import cProfile
-                import pstats
+            for tr in a.transport:
+                kw: dict[str, Any] = {"rounds": a.rounds, "transport": tr}
+                if a.profile:
+                    import cProfile
+                    import pstats
 
-                prof = cProfile.Profile()
-                r = prof.runcall(measure, srv.openai_base_url, conc, a.latency, rounds=a.rounds)
-                prof.dump_stats(a.profile)
-                pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-            else:
-                r = measure(srv.openai_base_url, conc, a.latency, procs=a.procs, rounds=a.rounds)
-            print(json.dumps(r), f"load {os.getloadavg()[0]:.1f}", flush=True)
+                    prof = cProfile.Profile()
+                    r = prof.runcall(measure, srv.openai_base_url, conc, a.latency, **kw)
+                    prof.dump_stats(a.profile)
+                    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+                else:
+                    r = measure(srv.openai_base_url, conc, a.latency, procs=a.procs, **kw)
+                print(json.dumps(r), f"load {os.getloadavg()[0]:.1f}", flush=True)
     return 0
 
 

@@ -202,6 +202,7 @@ class LeanSession:
             connector=aiohttp.TCPConnector(limit=n, limit_per_host=n),
             timeout=aiohttp.ClientTimeout(total=t, connect=min(10.0, t)),
             skip_auto_headers=("User-Agent",),
+            cookie_jar=aiohttp.DummyCookieJar(),  # a judge keeps no cookies: skip the jar
         )
         self._errors = (aiohttp.ClientError, TimeoutError)
         return self._session
@@ -275,6 +276,9 @@ class HttpJudge:
         self.stats = JudgeStats()
         self.limiter = Limiter(options.concurrency, options.requests_per_s, options.tokens_per_min)
         self._secret = api_key
+        # a server on this machine (or a free provider) costs nothing: skip the price lookup,
+        # whose URL check is measurable per request
+        self._free = cost_usd(identity, Usage(1_000_000, 1_000_000)) == 0.0
 
     def redact(self, text: str) -> str:
         """Never let the key reach a message, a log line or a cache."""
@@ -321,7 +325,11 @@ class HttpJudge:
         self.check(request)
         self.stats.requests += 1
         start = time.perf_counter()
-        prompt_tokens = estimate_tokens(sum(len(m.content) for m in request.messages))
+        prompt_tokens = (
+            estimate_tokens(sum(len(m.content) for m in request.messages))
+            if self.limiter.tokens is not None
+            else 0
+        )
         attempts = 1
         try:
             try:
@@ -362,7 +370,8 @@ class HttpJudge:
         st = self.stats
         st.input_tokens += usage.input_tokens
         st.output_tokens += usage.output_tokens
-        st.cost_usd += cost_usd(self.identity, usage) or 0.0
+        if not self._free:
+            st.cost_usd += cost_usd(self.identity, usage) or 0.0
         if completion.finish_reason in ("error", "refused"):
             st.errors += 1
             log.info("%s: %s", self.identity.label(), completion.error)

@@ -11,7 +11,8 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from asyncio_throttle import Throttler
 from tenacity import (
@@ -100,8 +101,15 @@ class Limiter:
             )
         self.tokens = TokenBucket(tokens_per_min) if tokens_per_min else None
 
+    def slot(self, prompt_tokens: int = 0) -> AbstractAsyncContextManager[Any]:
+        """Hold for one attempt. With only the cap set (the common case) the slot is the bare
+        semaphore: a generator-based context manager per request is measurable CPU."""
+        if self._throttle is None and self.tokens is None:
+            return self._sem
+        return self._limited_slot(prompt_tokens)
+
     @asynccontextmanager
-    async def slot(self, prompt_tokens: int = 0) -> AsyncIterator[None]:
+    async def _limited_slot(self, prompt_tokens: int) -> AsyncIterator[None]:
         async with self._sem:
             if self._throttle is not None:
                 await self._throttle.acquire()
