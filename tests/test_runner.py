@@ -247,7 +247,8 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume(loopback: Any, tmp_path: P
 
 
 def test_two_processes_on_one_cache(loopback: Any, tmp_path: Path) -> None:
-    loopback.configure(latency=0.1)  # ~2.5 s of requests each, so the two runs overlap
+    # ~10 s of requests each, so the two runs overlap even on a busy machine
+    loopback.configure(latency=0.4)
     data = write_items(tmp_path / "items.jsonl", 150)
     procs = [
         popen(
