@@ -9,14 +9,14 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from benchmark.data import QUIRK_KINDS, SUBSETS, BoNItem, Category, Item, Manifest
 from benchmark.fetch import ARCHIVE_URL, URL_ENV, fetch_dataset, fetch_home
 from benchmark.selection_args import Selected, add_selection_args, select
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -184,6 +184,9 @@ def _cells(counts: dict[str, Any], sets: list[str]) -> list[str]:
 
 
 def _print_stats(st: dict[str, Any], console: Console) -> None:
+    # rich is imported where it prints: at start-up it cost every `rmb` command ~50 ms
+    from rich.table import Table
+
     table = Table(title=f"RMB items in {st['source']}", title_justify="left")
     for name, justify in [
         ("goal", "left"),
@@ -246,6 +249,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         json.dump(st, sys.stdout, indent=1, ensure_ascii=False)
         print()
     else:
+        from rich.console import Console
+
         # a pipe gets the full table width, not rich's 80-column default
         _print_stats(st, Console(width=None if sys.stdout.isatty() else 160))
     return 0
@@ -260,6 +265,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if args.print_path:
         print(home / "RMB_dataset")
         return 0
+    from rich.console import Console
+
     err = Console(stderr=True)
     last = [-1]
 

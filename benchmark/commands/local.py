@@ -4,7 +4,6 @@ seeded RMB sample judged offline by the embedded SmolLM2 judge, with its report)
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -70,6 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve_local(args: argparse.Namespace) -> int:
+    import asyncio
+
     from judges.local import LlamaServer, resolve_model
 
     model = resolve_model(str(args.model) if args.model else "")
