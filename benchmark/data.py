@@ -146,7 +146,12 @@ class _Where:
         return self.error(field, what)
 
 
-def _response(obj: Any, field: str, where: _Where) -> Response:
+# Text -> the one copy kept: in RMB 70 of 111 MB of texts repeat an earlier one (the same
+# prompt and answers across pairs and BoN lists), so a load shares them (see _load_dataset).
+Texts = dict[str, str]
+
+
+def _response(obj: Any, field: str, where: _Where, texts: Texts) -> Response:
     if type(obj) is not dict:
         what = "missing" if obj is None else f"expected an object with 'answer', got {_kind(obj)}"
         raise where.error(field, what)
@@ -155,10 +160,12 @@ def _response(obj: Any, field: str, where: _Where) -> Response:
         raise where.missing_or_type(obj, "answer", f"{field}.answer", "a string")
     name = obj.get("llm_name", "")
     # a few dozen model names repeat across 50k responses: share one string each
-    return Response(sys.intern(name if type(name) is str else str(name)), answer)
+    return Response(
+        sys.intern(name if type(name) is str else str(name)), texts.setdefault(answer, answer)
+    )
 
 
-def _conversation(obj: Any, where: _Where) -> tuple[Message, ...]:
+def _conversation(obj: Any, where: _Where, texts: Texts) -> tuple[Message, ...]:
     if type(obj) is not list or not obj:
         what = "missing" if obj is None else "expected a non-empty list of messages"
         raise where.error("conversation_input", what)
@@ -177,7 +184,7 @@ def _conversation(obj: Any, where: _Where) -> tuple[Message, ...]:
             raise where.missing_or_type(
                 m, "content", f"conversation_input[{i}].content", "a string"
             )
-        out.append(Message(role, content))
+        out.append(Message(role, texts.setdefault(content, content)))
     if out[-1].role != "user":
         raise where.error(
             "conversation_input",
@@ -192,10 +199,19 @@ def _category(path: str) -> Category:
     return Category.parse(path)
 
 
-def parse_record(rec: Any, file: Path | str, index: int, category_path: str | None = None) -> Item:
+def parse_record(
+    rec: Any,
+    file: Path | str,
+    index: int,
+    category_path: str | None = None,
+    texts: Texts | None = None,
+) -> Item:
     """One RMB record (pairwise: pair_uid/chosen/reject; BoN: bon_uid/bon_best/loser_list).
 
-    `category_path` is used when the record has none (e.g. taken from the file's location)."""
+    `category_path` is used when the record has none (e.g. taken from the file's location);
+    `texts`, shared across records, keeps one copy of each repeated text."""
+    if texts is None:
+        texts = {}
     if type(rec) is not dict:
         raise _record_error(
             file, index, None, "(record)", f"expected a JSON object, got {_kind(rec)}"
@@ -216,17 +232,19 @@ def parse_record(rec: Any, file: Path | str, index: int, category_path: str | No
     if (category.set == "bon") != is_bon:
         kind = "a BoN" if is_bon else "a pairwise"
         raise where.error("category_path", f"{cat_path!r} does not match {kind} record")
-    conversation = _conversation(rec.get("conversation_input"), where)
+    conversation = _conversation(rec.get("conversation_input"), where, texts)
     if is_bon:
-        best = _response(rec.get("bon_best"), "bon_best", where)
+        best = _response(rec.get("bon_best"), "bon_best", where, texts)
         losers_raw = rec.get("loser_list")
         if type(losers_raw) is not list or not losers_raw:
             what = "missing" if losers_raw is None else "expected a non-empty list of responses"
             raise where.error("loser_list", what)
-        losers = tuple(_response(r, f"loser_list[{i}]", where) for i, r in enumerate(losers_raw))
+        losers = tuple(
+            _response(r, f"loser_list[{i}]", where, texts) for i, r in enumerate(losers_raw)
+        )
         return BoNItem(f"bon:{raw_uid}", category, conversation, best, losers)
-    chosen = _response(rec.get("chosen"), "chosen", where)
-    rejected = _response(rec.get("reject"), "reject", where)
+    chosen = _response(rec.get("chosen"), "chosen", where, texts)
+    rejected = _response(rec.get("reject"), "reject", where, texts)
     return PairwiseItem(f"pair:{raw_uid}", category, conversation, chosen, rejected)
 
 
@@ -371,10 +389,11 @@ def _records_of(path: Path, raw: bytes | None = None) -> Iterator[tuple[int, Any
 
 
 def _parse_file(
-    path: Path, category_path: str | None, raw: bytes | None = None
+    path: Path, category_path: str | None, raw: bytes | None = None, texts: Texts | None = None
 ) -> Iterator[tuple[int, Item]]:
+    texts = {} if texts is None else texts
     for i, rec in _records_of(path, raw):
-        yield i, parse_record(rec, path, i, category_path)
+        yield i, parse_record(rec, path, i, category_path, texts)
 
 
 def load_file(path: Path, category_path: str | None = None) -> list[Item]:
@@ -470,10 +489,11 @@ def _load_dataset(source: Path, manifest: Manifest | None, only: Selection | Non
     seen: dict[str, tuple[Path, int]] = {}
     items: list[Item] = []
     file_records: dict[str, int] = {}
+    texts: Texts = {}  # one copy of each text across all files (~70 MB less for RMB)
 
     def add(path: Path, category_path: str | None, name: str, raw: bytes | None = None) -> None:
         n = 0
-        for i, item in _parse_file(path, category_path, raw):
+        for i, item in _parse_file(path, category_path, raw, texts):
             first = seen.setdefault(item.uid, (path, i))
             if first != (path, i):
                 raise _duplicate_error(item, path, i, first)
