@@ -177,7 +177,7 @@ class OpenAIJudge(HttpJudge):
         if self.lean is not None:
             status, raw, headers = await self.lean.post("/chat/completions", body)
             if status >= 300:
-                return self.status_failure(status, error_body(raw), f"HTTP {status}", headers)
+                return self.status_failure(status, error_body(raw), "(no error body)", headers)
             return parse_body(raw, parse_chat_completion)
         client = self.client or self._connect()
         openai = _sdk()[0]
