@@ -4,7 +4,9 @@ A backend subclasses `HttpJudge` and implements `_send(request) -> Completion`, 
 `TransientError` for what is worth retrying and `JudgeSetupError` for what stops the run;
 `complete()` does the rest. `classify_status` turns an HTTP error into one of three outcomes:
 stop the run (bad key, unknown model, bad parameter, no quota), retry (429, 408/409, 5xx), or
-answer with a marked completion (the judge refused: context too long, content filter)."""
+answer with a marked completion (the judge refused: context too long, content filter); both
+transports of a backend (its SDK, or `LeanSession`) end in `HttpJudge.status_failure` and
+`parse_body`, so they fail, retry and redact alike."""
 
 from __future__ import annotations
 
