@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any
 
+import orjson
+
 from .plan import Comparison
 from .verdicts import Verdict
 
@@ -40,9 +42,7 @@ class JudgedComparison:
             "key": self.key,
             # field by field, not asdict(): asdict deep-copies and was most of this line's cost
             "verdict": {
-                f: v
-                for f in _VERDICT_FIELDS
-                if (v := getattr(self.verdict, f)) is not None
+                f: v for f in _VERDICT_FIELDS if (v := getattr(self.verdict, f)) is not None
             },
             "finish_reason": self.finish_reason,
             "input_tokens": self.input_tokens,
@@ -52,14 +52,17 @@ class JudgedComparison:
             "attempts": self.attempts,
             "cached": self.cached,
         }
-        return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+        # orjson: ~4x faster than json.dumps (a full-RMB run writes 46k lines); same JSON values
+        return orjson.dumps(d).decode()
 
     @classmethod
     def from_json(cls, line: str) -> JudgedComparison:
         d = json.loads(line)
         v = d["verdict"]
         return cls(
-            comparison=Comparison(d["item_uid"], d["kind"], tuple(d["shown"]), d["variant"], d["sample"]),
+            comparison=Comparison(
+                d["item_uid"], d["kind"], tuple(d["shown"]), d["variant"], d["sample"]
+            ),
             key=d["key"],
             verdict=Verdict(
                 kind=v["kind"],
