@@ -53,6 +53,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "api_key_env": ("api_key_env", _STR),
     "timeout": ("timeout", _FLOAT),
     "max_retries": ("max_retries", _INT),
+    "transport": ("transport", _STR),
     "cache_dir": ("cache_dir", _STR),
     "runs_dir": ("runs_dir", _STR),
     "run_id": ("run_id", _STR),

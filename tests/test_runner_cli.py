@@ -27,12 +27,13 @@ def test_config_file_then_flags_override(tmp_path: Path) -> None:
     cfg = tmp_path / "run.toml"
     cfg.write_text(
         'judge = "openai:gpt-4o"\ntemplate = "pairwise-tie"\nset = ["bon"]\nper-scenario = 3\n'
-        "concurrency = 5\nmax_cost = 2\ntemperature = 0.3\nquiet = true\n"
+        "concurrency = 5\nmax_cost = 2\ntemperature = 0.3\nquiet = true\ntransport = 'lean'\n"
     )
     a = parse("--config", str(cfg), "--concurrency", "7", "--set", "pairwise")
     assert a.judge == "openai:gpt-4o" and a.template == "pairwise-tie"
     assert a.concurrency == 7 and a.sets == ["pairwise"]  # the command line wins
     assert a.per_scenario == 3 and a.max_cost == 2.0 and a.temperature == 0.3 and a.quiet
+    assert a.transport == "lean"
     assert a.seed == 0 and a.orders == "both" and a.samples == 1  # built-in defaults fill the rest
     b = parse()
     assert b.template == "pairwise" and b.concurrency == 16 and b.max_cost is None
