@@ -20,8 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .base import ChatRequest, Completion, Judge, JudgeIdentity, JudgeOptions, JudgeStats
-from .child_server import ChildServer, ServerExited, free_port
+from .base import Judge, JudgeIdentity, JudgeOptions
+from .child_server import ChildServer, ServedJudge, ServerExited, free_port
 from .errors import JudgeSetupError
 from .vllm_inproc import _on_cpu, check_model, engine_defaults, model_identity, runtime_env
 
@@ -130,54 +130,20 @@ class VLLMServer:
             child.stop(grace_s=15.0)
 
 
-class VLLMServerJudge:
-    """A `Judge` whose identity is the model folder, not the server's random port, so cached
-    answers are found again on every later run without starting anything."""
-
-    def __init__(self, model: str, options: JudgeOptions) -> None:
-        check_model(model)
-        self.options = options
-        self.identity = JudgeIdentity(provider="vllm-server", model=model_identity(model))
-        self.stats = JudgeStats()
-        self.server = VLLMServer(model, served_name=self.identity.model)
-        self._inner: Judge | None = None
-        self._lock = asyncio.Lock()
-        self._closed = False
-
-    async def _ready(self) -> Judge:
-        async with self._lock:
-            if self._closed:
-                raise JudgeSetupError("vllm-server judge: used after aclose()")
-            if self._inner is None:
-                from .openai_api import build as build_openai
-
-                base_url = await self.server.astart()
-                inner = build_openai(
-                    self.identity.model, replace(self.options, base_url=base_url, api_key_env=None)
-                )
-                inner.stats = self.stats
-                self._inner = inner
-            return self._inner
-
-    async def complete(self, request: ChatRequest) -> Completion:
-        inner = self._inner or await self._ready()
-        return await inner.complete(request)
-
-    async def aclose(self) -> None:
-        self._closed = True
-        inner, self._inner = self._inner, None
-        try:
-            if inner is not None:
-                await inner.aclose()
-        finally:
-            self.server.stop()
-
-
-def build(model: str, options: JudgeOptions) -> VLLMServerJudge:
+def build(model: str, options: JudgeOptions) -> ServedJudge:
     """`--judge vllm-server:PATH`: PATH is an HF model folder (see judges/gguf_to_hf.py) or a
-    hub id vLLM can load."""
+    hub id vLLM can load. The identity is the model folder's, not the server's random port, so
+    cached answers are found again on every later run without starting anything."""
     if not model:
         raise JudgeSetupError(
             "vllm-server: name a model folder, e.g. --judge vllm-server:/models/m"
         )
-    return VLLMServerJudge(model, options)
+    check_model(model)
+    identity = JudgeIdentity(provider="vllm-server", model=model_identity(model))
+
+    def connect(base_url: str) -> Judge:
+        from .openai_api import build as build_openai
+
+        return build_openai(identity.model, replace(options, base_url=base_url, api_key_env=None))
+
+    return ServedJudge(identity, VLLMServer(model, served_name=identity.model), connect)
