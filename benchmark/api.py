@@ -15,10 +15,10 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 from judges.base import Judge, JudgeOptions, Usage
 from judges.cache import CacheStore
@@ -43,6 +43,7 @@ COMPARISONS_FILE = "comparisons.jsonl"
 MANIFEST_FILE = "manifest.json"
 # the cache key of every comparison, so a rerun with the same inputs renders nothing
 KEYS_FILE = "keys.json"
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,57 +77,6 @@ class RunResult:
     wall_s: float = 0.0
     estimate: Estimate | None = None
     reports: list[Path] = field(default_factory=list)
-
-
-def run(
-    judge: str | Judge | None = None,
-    template: str | Path | TemplateLike = "pairwise",
-    *,
-    data: str | Path | Sequence[Item] | None = None,
-    selection: Selection | None = None,
-    options: JudgeOptions | None = None,
-    orders: Orders = "both",
-    bon_strategy: BonStrategy | None = None,
-    permutations: int = 1,
-    samples: int = 1,
-    seed: int = 0,
-    ties: str = "strict",
-    bootstrap: int = 1000,
-    cache_dir: str | Path | None = None,
-    runs_dir: str | Path = "runs",
-    run_id: str | None = None,
-    max_cost: float | None = None,
-    dry_run: bool = False,
-    progress: bool = False,
-    resume_hint: str | None = None,
-    handle_signals: bool = True,
-) -> RunResult:
-    """Judge the selected RMB items and score them. Rerunning with the same arguments lands in
-    the same run directory and asks only what the cache does not hold (see arun)."""
-    return asyncio.run(
-        arun(
-            judge,
-            template,
-            data=data,
-            selection=selection,
-            options=options,
-            orders=orders,
-            bon_strategy=bon_strategy,
-            permutations=permutations,
-            samples=samples,
-            seed=seed,
-            ties=ties,
-            bootstrap=bootstrap,
-            cache_dir=cache_dir,
-            runs_dir=runs_dir,
-            run_id=run_id,
-            max_cost=max_cost,
-            dry_run=dry_run,
-            progress=progress,
-            resume_hint=resume_hint,
-            handle_signals=handle_signals,
-        )
-    )
 
 
 def _load_items(
@@ -408,3 +358,18 @@ def _write_jsonl(path: Path, judged: Sequence[JudgedComparison]) -> None:
     with tmp.open("w") as fh:
         fh.writelines(j.to_json() + "\n" for j in judged)
     os.replace(tmp, path)
+
+
+def _blocking(f: Callable[P, Coroutine[Any, Any, RunResult]]) -> Callable[P, RunResult]:
+    """The same call in a fresh event loop, with the same (typed) parameters."""
+
+    def blocking(*args: P.args, **kwargs: P.kwargs) -> RunResult:
+        return asyncio.run(f(*args, **kwargs))
+
+    return blocking
+
+
+run = _blocking(arun)
+run.__doc__ = """Judge the selected RMB items and score them (the arguments are `arun`'s). Rerunning
+with the same arguments lands in the same run directory and asks only what the cache does not
+hold."""
