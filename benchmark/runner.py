@@ -397,16 +397,24 @@ async def execute(
         for w in workers:
             w.cancel()
 
+    def take() -> tuple[str, ChatRequest, float] | None:
+        """The next request the budget allows, or None (all sent, or the budget is spent)."""
+        key = next(todo, None)
+        if key is None:
+            return None
+        req = prepared.request(key)
+        est = budget.reserve(req, counters.spent_usd)
+        if est is None:
+            stop.set()
+            return None
+        return key, req, est
+
     async def worker() -> None:
         while not stop.is_set():
-            key = next(todo, None)
-            if key is None:
+            job = take()
+            if job is None:
                 return
-            req = prepared.request(key)
-            est = budget.reserve(req, counters.spent_usd)
-            if est is None:
-                stop.set()
-                return
+            key, req, est = job
             counters.sent += 1
             c: Completion | None = None
             try:
@@ -422,15 +430,10 @@ async def execute(
         while not stop.is_set():
             chunk: list[tuple[str, ChatRequest, float]] = []
             while len(chunk) < batch_size:
-                key = next(todo, None)
-                if key is None:
+                job = take()
+                if job is None:
                     break
-                req = prepared.request(key)
-                est = budget.reserve(req, counters.spent_usd)
-                if est is None:
-                    stop.set()
-                    break
-                chunk.append((key, req, est))
+                chunk.append(job)
             if not chunk:
                 return
             counters.sent += len(chunk)
