@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--judge",
         metavar="SPEC",
-        help="openai:MODEL, anthropic:MODEL, vllm:MODEL, local (default: openai if OPENAI_API_KEY is set, else local)",
+        help="openai:MODEL, anthropic:MODEL, vllm:MODEL, local (default: openai if OPENAI_API_KEY is set, else anthropic if ANTHROPIC_API_KEY is, else local)",
     )
     p.add_argument(
         "--template",
