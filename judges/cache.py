@@ -100,7 +100,9 @@ class CacheStore:
                 check_same_thread=False,
             )
             db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            # switching a new file to WAL takes a lock that busy_timeout does not wait for:
+            # a second process creating the same cache at that moment retries, not fails
+            mode = self._retry(lambda: db.execute("PRAGMA journal_mode=WAL").fetchone()[0])
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"journal_mode is {mode}, not wal")
             # WAL + NORMAL: a commit survives a killed process (only an OS crash can lose it)
