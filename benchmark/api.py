@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
 import functools
 import hashlib
 import json
@@ -25,7 +27,7 @@ from judges.cache import CacheStore
 from judges.errors import UserError
 
 from . import manifest as mf
-from .data import Item, Selection, load
+from .data import Item, Selection, load, outline
 from .plan import BonStrategy, Orders, plan
 from .results import JudgedComparison
 from .runner import (
@@ -155,7 +157,11 @@ def _saved_keys(path: Path, digest: str, n: int) -> list[str] | None:
     if not isinstance(saved, dict) or saved.get("inputs") != digest:
         return None
     keys = saved.get("keys") if saved.get("code") == _code_stamp() else None
-    return keys if isinstance(keys, list) and len(keys) == n else None
+    if not isinstance(keys, list) or len(keys) != n:
+        return None
+    # one string per distinct key (a full run's 46k lines name 31k keys)
+    distinct: dict[str, str] = {}
+    return [distinct.setdefault(k, k) for k in keys]
 
 
 async def arun(
@@ -193,8 +199,10 @@ async def arun(
         tpl: TemplateLike = load_template(str(template))
     else:
         tpl = template
-    all_items, source = _load_items(data, selection)
-    items = selection.apply(all_items)
+    items, source = _load_items(data, selection)
+    items = selection.apply(items)
+    # items read from disk can be read again: the run lets their texts go once it has its answers
+    from_disk = data is None or isinstance(data, str | Path)
     if not items:
         raise UserError(
             f"{source}: the selection matched no items; widen --set/--goal/--task/--scenario"
@@ -243,7 +251,7 @@ async def arun(
         store = CacheStore(cache_dir)
         try:
             if dry_run:
-                hits = set(await asyncio.to_thread(store.get_many, prepared.first))
+                hits = await asyncio.to_thread(store.present, prepared.first)
                 est = estimate(prepared, hits, the_judge)
                 return RunResult(
                     rid,
@@ -292,13 +300,20 @@ async def arun(
                 progress=progress,
                 handle_signals=handle_signals,
             )
+            # past here nothing is rendered: scoring needs no text, and the report's few
+            # examples read theirs again from the dataset (a full RMB run's texts are 43 MB)
+            prepared.release()
+            if from_disk:
+                items = outline(items)
+                _return_freed_memory()
+            judged = judge_comparisons(prepared, outcome, store, tpl.parser, identity)
         finally:
             store.close()
     finally:
         if owned:
             await the_judge.aclose()
 
-    judged = judge_comparisons(prepared, outcome, tpl.parser, identity)
+    del prepared
     _write_jsonl(run_dir / COMPARISONS_FILE, judged)
     c = outcome.counters
     result = RunResult(
@@ -345,12 +360,19 @@ async def arun(
             run_dir,
             result.scores,
             manifest=manifest,
-            items=items,
+            items=None if from_disk else items,
             judged=judged,
             completions=outcome.answers,
         )
     result.wall_s = time.monotonic() - t0
     return result
+
+
+def _return_freed_memory() -> None:
+    """Give the heap pages just freed back to the OS (glibc): the texts were malloc'd one by one,
+    and Python's own allocator takes new memory from fresh arenas, never from those pages."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _write_jsonl(path: Path, judged: Sequence[JudgedComparison]) -> None:

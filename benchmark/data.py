@@ -10,7 +10,7 @@ import gc
 import hashlib
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -88,6 +88,12 @@ class PairwiseItem:
         """Candidate ids (as plans and reports name them) to responses; the preferred one first."""
         return {"chosen": self.chosen, "rejected": self.rejected}
 
+    def without_texts(self) -> PairwiseItem:
+        """The item with its texts emptied: all that scoring reads (see `outline`)."""
+        return replace(
+            self, conversation=(), chosen=_outline(self.chosen), rejected=_outline(self.rejected)
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class BoNItem:
@@ -102,8 +108,29 @@ class BoNItem:
         out.update({f"loser{i + 1}": r for i, r in enumerate(self.losers)})
         return out
 
+    def without_texts(self) -> BoNItem:
+        """The item with its texts emptied: all that scoring reads (see `outline`)."""
+        return replace(
+            self,
+            conversation=(),
+            best=_outline(self.best),
+            losers=tuple(map(_outline, self.losers)),
+        )
+
 
 Item = PairwiseItem | BoNItem
+
+
+def _outline(r: Response) -> Response:
+    return Response(r.model, "")
+
+
+def outline(items: Iterable[Item]) -> list[Item]:
+    """Items without their texts (uids, categories, candidate ids and models kept). Once a run
+    has its answers, scoring needs no text: the full RMB's texts are 43 MB of its peak memory."""
+    return [it.without_texts() for it in items]
+
+
 PREFERRED = {"chosen", "best"}  # the candidate id a correct judge prefers
 
 

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import glob
 import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from judges.base import Completion
 
 from .data import Item, Selection
 from .results import JudgedComparison
-from .scoring import SUBSET_NAMES, GroupScore, Scores
+from .scoring import SUBSET_NAMES, GroupScore, ItemResult, Scores
 from .stats import Interval
 
 log = logging.getLogger(__name__)
@@ -244,7 +246,9 @@ def report_dict(scores: Scores, manifest: Mapping[str, Any] | None = None) -> di
         "label": run_label(manifest),
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "manifest": dict(manifest or {}),
-        **scores.to_dict(),
+        **scores.to_dict(items=False),
+        # a row per item, made as json_chunks writes it
+        "items": map(ItemResult.to_dict, scores.items),
     }
 
 
@@ -294,24 +298,60 @@ def cache_dir_of(manifest: Mapping[str, Any]) -> Path | None:
     return p.parent if p.parent.is_dir() and p.suffix else None
 
 
-def to_json(data: Mapping[str, Any], one_per_line: str = "items") -> str:
+def json_chunks(data: Mapping[str, Any], one_per_line: str = "items") -> Iterator[str]:
     """Indented JSON, except that the records of the `one_per_line` list take one line each
-    (the full RMB has 18k items: indenting their fields would triple the file)."""
+    (the full RMB has 18k items: indenting their fields would triple the file). Given as chunks,
+    and those records may come from an iterator: the 18k lines are never held at once."""
     rest = {k: v for k, v in data.items() if k != one_per_line}
     text = orjson.dumps(rest, option=orjson.OPT_INDENT_2, default=str).decode()
     if one_per_line not in data:
-        return text + "\n"
-    rows = ",\n".join("    " + orjson.dumps(r, default=str).decode() for r in data[one_per_line])
+        yield text + "\n"
+        return
     head = text[: text.rstrip().rfind("}")].rstrip()
-    sep = ",\n" if rest else "\n"
-    return f'{head}{sep}  "{one_per_line}": [\n{rows}\n  ]\n}}\n'
+    yield head + (",\n" if rest else "\n") + f'  "{one_per_line}": ['
+    sep = "\n    "
+    for r in data[one_per_line]:
+        yield sep + orjson.dumps(r, default=str).decode()
+        sep = ",\n    "
+    yield "\n  ]\n}\n"
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, text: str | Iterable[str]) -> None:
     """Atomic: a reader never sees half a report."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    with tmp.open("w") as fh:
+        fh.writelines([text] if isinstance(text, str) else text)
     os.replace(tmp, path)
+
+
+def _items_by_uid(items: Iterable[Item], wanted: Sequence[ItemResult]) -> dict[str, Item]:
+    uids = {r.uid for r in wanted}
+    return {it.uid: it for it in items if it.uid in uids}
+
+
+def example_items(manifest: Mapping[str, Any], wanted: Sequence[ItemResult]) -> dict[str, Item]:
+    """The `wanted` items read again from the run's dataset: only the files of their scenarios
+    are parsed (a run drops its texts once it has its answers, see `data.outline`)."""
+    from judges.errors import UserError
+
+    from .data import load
+
+    source = (manifest.get("data") or {}).get("source")
+    if not wanted or not source or not Path(str(source)).exists():
+        return {}
+    cats = {r.category for r in wanted}
+    # one pass over the files; the product of these filters may take in a few more files
+    only = Selection(
+        sets=tuple(sorted({c.set for c in cats})),
+        goals=tuple(sorted({c.goal for c in cats})),
+        tasks=tuple(sorted({glob.escape(c.task) for c in cats})),
+        scenarios=tuple(sorted({glob.escape(c.scenario) for c in cats})),
+    )
+    try:
+        return _items_by_uid(load(Path(str(source)), only=only), wanted)
+    except UserError as e:  # the dataset changed since the run: examples go without texts
+        log.warning("examples go without the conversations: %s", e)
+        return {}
 
 
 def write_reports(
@@ -327,7 +367,8 @@ def write_reports(
 
     What is not passed is read from the run directory: the manifest, comparisons.jsonl, and
     (for the HTML's worked examples) the judge's raw answers from the run's cache. Without
-    items, examples show the judge's answers but not the conversation."""
+    items, the examples' items are read again from the run's dataset (only the files that hold
+    them); without that either, examples show the judge's answers but not the conversation."""
     from .report_html import collect_examples, prompt_renderer, render_html
 
     run_dir = Path(run_dir)
@@ -339,13 +380,15 @@ def write_reports(
     examples = collect_examples(
         scores,
         judged or (),
-        items={it.uid: it for it in items} if items is not None else {},
+        items=functools.partial(_items_by_uid, items)
+        if items is not None
+        else functools.partial(example_items, manifest),
         completions=completions,
         cache_dir=cache_dir_of(manifest),
         render=prompt_renderer(manifest),
     )
     paths = [run_dir / name for name in REPORT_FILES]
-    _write(paths[0], to_json(report_dict(scores, manifest)))
+    _write(paths[0], json_chunks(report_dict(scores, manifest)))
     _write(paths[1], markdown(scores, manifest))
     _write(paths[2], render_html(scores, manifest, examples))
     return paths

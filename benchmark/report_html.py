@@ -17,7 +17,7 @@ from judges.errors import UserError
 
 from .data import Item
 from .results import JudgedComparison
-from .scoring import SUBSET_NAMES, GroupScore, Scores
+from .scoring import SUBSET_NAMES, GroupScore, ItemResult, Scores
 from .stats import Interval
 
 log = logging.getLogger(__name__)
@@ -85,14 +85,16 @@ def collect_examples(
     scores: Scores,
     judged: Iterable[JudgedComparison],
     *,
-    items: Mapping[str, Item],
+    items: Callable[[Sequence[ItemResult]], Mapping[str, Item]],
     completions: Mapping[str, Completion] | None = None,
     cache_dir: Path | None = None,
     render: Renderer | None = None,
     worst: int = WORST_SCENARIOS,
     per_scenario: int = EXAMPLES_PER_SCENARIO,
 ) -> list[ScenarioExamples]:
-    """The worst scenarios and, in each, a few items the judge got wrong, with its answers."""
+    """The worst scenarios and, in each, a few items the judge got wrong, with its answers
+    (from `completions`, else from the cache in `cache_dir`). `items` gives the picked items
+    by uid (their texts: conversation, candidates, prompt)."""
     from .scoring import scenario_name
 
     by_uid: dict[str, list[JudgedComparison]] = defaultdict(list)
@@ -105,14 +107,17 @@ def collect_examples(
             key=lambda r: (r.score, r.uid),
         )[:per_scenario]
         picked.append((g, wrong))
+    by_item = items([r for _, rs in picked for r in rs])
     wanted = [j for _, rs in picked for r in rs for j in by_uid.get(r.uid, [])[:LINES_PER_EXAMPLE]]
-    if completions is None:
-        completions = _from_cache(cache_dir, [j.key for j in wanted])
+    # answers not in `completions` (a run passes only those it received) come from the cache
+    known = completions or {}
+    completions = {j.key: known[j.key] for j in wanted if j.key in known}
+    completions.update(_from_cache(cache_dir, [j.key for j in wanted if j.key not in known]))
     out = []
     for g, rs in picked:
         examples = []
         for r in rs:
-            item = items.get(r.uid)
+            item = by_item.get(r.uid)
             comps = []
             for j in by_uid.get(r.uid, [])[:LINES_PER_EXAMPLE]:
                 words, correct = describe(j)

@@ -94,6 +94,14 @@ class Prepared:
     def request(self, key: str) -> ChatRequest:
         return self.render(self.first[key])
 
+    def release(self) -> None:
+        """Nothing renders past execution: let go of the items (and texts) the renderer holds."""
+        self.render = _released
+
+
+def _released(i: int) -> ChatRequest:
+    raise RuntimeError("a comparison was rendered after Prepared.release()")
+
 
 def prepare(
     items: Sequence[Item],
@@ -349,7 +357,9 @@ class Budget:
 
 @dataclass
 class Outcome:
-    answers: dict[str, Completion]  # key -> completion (cache hits and new ones)
+    # key -> completion received this run (failed ones too); answers the cache already held
+    # are in `from_cache` and read back by judge_comparisons, a chunk at a time
+    answers: dict[str, Completion]
     from_cache: set[str]
     counters: Counters
     status: str  # complete | interrupted | budget
@@ -370,10 +380,10 @@ async def execute(
     """Answer every distinct request of `prepared`: cache first, then the judge."""
     identity = judge.identity
     keys = list(prepared.first)
-    answers = await asyncio.to_thread(store.get_many, keys)
-    from_cache = set(answers)
-    counters = Counters(total=len(keys), cache_hits=len(answers))
-    todo: Iterator[str] = (k for k in keys if k not in answers)
+    from_cache = await asyncio.to_thread(store.present, keys)
+    answers: dict[str, Completion] = {}
+    counters = Counters(total=len(keys), cache_hits=len(from_cache))
+    todo: Iterator[str] = (k for k in keys if k not in from_cache)
     budget = Budget(max_cost, identity)
     complete = functools.partial(Completion.is_complete, cut_ok=prepared.cut_ok)
     committer = _GroupCommit(store, identity, prepared.cut_ok)
@@ -520,49 +530,59 @@ async def execute(
 def judge_comparisons(
     prepared: Prepared,
     outcome: Outcome,
+    store: CacheStore,
     parser: str,
     identity: JudgeIdentity,
     parse: Callable[[str, Completion, int], Verdict] | None = None,
 ) -> list[JudgedComparison]:
     """One JudgedComparison per answered comparison, in plan order. The first comparison of a
-    key that was asked this run is the one that paid; the others read it as cached."""
+    key that was asked this run is the one that paid; the others read it as cached.
+
+    Each distinct answer is parsed once and only what the lines need is kept: cached answers
+    are streamed from the store, so a full-RMB rerun never holds 31k raw answers at once."""
     if parse is None:
         from .verdicts import parse as parse_verdict
 
         parse = parse_verdict
-    verdicts: dict[tuple[str, int], Verdict] = {}
-    costs: dict[str, float] = {}
+    # key -> (verdict, finish_reason, input tokens, output tokens, cost, latency, attempts)
+    answered: dict[str, tuple[Verdict, str, int, int, float, float, int]] = {}
+    # most answers read the same ("choice 1"): one shared object per distinct verdict and
+    # finish reason instead of one per answer
+    shared: dict[Any, Any] = {}
+
+    def digest(key: str, c: Completion) -> None:
+        n = len(prepared.comparisons[prepared.first[key]].shown)
+        # parse() turns failed, refused, cut-off and empty answers into invalid verdicts
+        verdict = parse(parser, c, n)
+        u = c.usage
+        answered[key] = (
+            shared.setdefault(verdict, verdict),
+            shared.setdefault(c.finish_reason, c.finish_reason),
+            u.input_tokens,
+            u.output_tokens,
+            cost_of(identity, u),
+            c.latency_s,
+            c.attempts,
+        )
+
+    for key, c in outcome.answers.items():
+        digest(key, c)
+    for key, c in store.stream(k for k in prepared.first if k in outcome.from_cache):
+        digest(key, c)
+    if gone := outcome.from_cache - answered.keys():
+        raise UserError(
+            f"{store.path}: {len(gone)} answers left the cache during the run (another process "
+            "pruned it?); rerun to ask them again"
+        )
     paid: set[str] = set()
     out: list[JudgedComparison] = []
     for comp, key in zip(prepared.comparisons, prepared.keys, strict=True):
-        c = outcome.answers.get(key)
-        if c is None:
+        a = answered.get(key)
+        if a is None:
             continue
-        n = len(comp.shown)
-        verdict = verdicts.get((key, n))
-        if verdict is None:
-            # parse() turns failed, refused, cut-off and empty answers into invalid verdicts
-            verdict = parse(parser, c, n)
-            verdicts[key, n] = verdict
-        cost = costs.get(key)
-        if cost is None:
-            cost = costs[key] = cost_of(identity, c.usage)
         cached = key in outcome.from_cache or key in paid
         paid.add(key)
-        out.append(
-            JudgedComparison(
-                comparison=comp,
-                key=key,
-                verdict=verdict,
-                finish_reason=c.finish_reason,
-                input_tokens=c.usage.input_tokens,
-                output_tokens=c.usage.output_tokens,
-                cost_usd=cost,
-                latency_s=c.latency_s,
-                attempts=c.attempts,
-                cached=cached,
-            )
-        )
+        out.append(JudgedComparison(comp, key, *a, cached=cached))
     return out
 
 

@@ -514,7 +514,7 @@ class Scores:
     # judged comparisons whose item is not among the items given
     unknown_comparisons: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, items: bool = True) -> dict[str, Any]:
         return {
             "options": {"ties": self.ties, "bootstrap": self.bootstrap, "seed": self.seed},
             "overall": self.overall.to_dict(),
@@ -524,7 +524,7 @@ class Scores:
             "scenarios": {k: g.to_dict() for k, g in self.scenarios.items()},
             "unjudged": self.unjudged,
             "unknown_comparisons": self.unknown_comparisons,
-            "items": [r.to_dict() for r in self.items],
+            **({"items": [r.to_dict() for r in self.items]} if items else {}),
         }
 
 

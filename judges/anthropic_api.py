@@ -13,8 +13,6 @@ import functools
 import json
 from typing import Any
 
-import httpx2
-
 from .base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, Usage
 from .errors import JudgeSetupError
 from .http_judge import (
@@ -134,6 +132,8 @@ class AnthropicJudge(HttpJudge):
     async def _send(self, request: ChatRequest) -> Completion:
         client = self.client or self._connect()
         anthropic = _sdk()[0]
+        import httpx2  # the SDK's HTTP library (loaded with it)
+
         try:
             resp = await client.post(
                 "/v1/messages", body=messages_body(request), cast_to=httpx2.Response

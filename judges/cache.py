@@ -14,7 +14,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -160,21 +160,41 @@ class CacheStore:
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Completion]:
         """The stored completions for those keys (missing keys are simply absent)."""
+        return dict(self.stream(keys))
+
+    def stream(self, keys: Iterable[str]) -> Iterator[tuple[str, Completion]]:
+        """`get_many` a chunk at a time: a full-RMB rerun reads 31k answers and keeps only
+        their verdicts, never all the answers at once."""
         keys = list(dict.fromkeys(keys))
-        out: dict[str, Completion] = {}
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i : i + _CHUNK]
+            sql = f"SELECT key, completion FROM completions WHERE key IN ({','.join('?' * len(chunk))})"
+            rows = self._read(sql, chunk)
+            try:
+                decoded = [(key, Completion.from_dict(_loads(raw))) for key, raw in rows]
+            except (ValueError, KeyError, TypeError) as e:
+                bad = ValueError(f"a stored completion does not decode: {e}")
+                raise self._unusable(bad) from None
+            yield from decoded
+
+    def present(self, keys: Iterable[str]) -> set[str]:
+        """Which of those keys have an answer stored (nothing is decoded)."""
+        keys = list(dict.fromkeys(keys))
+        out: set[str] = set()
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i : i + _CHUNK]
+            sql = f"SELECT key FROM completions WHERE key IN ({','.join('?' * len(chunk))})"
+            found = {key for (key,) in self._read(sql, chunk)}
+            # the caller's key objects, not SQLite's copies (31k keys held twice cost 3.5 MB)
+            out.update(k for k in chunk if k in found)
+        return out
+
+    def _read(self, sql: str, args: Sequence[Any]) -> list[Any]:
         try:
             with self._lock:
-                for i in range(0, len(keys), _CHUNK):
-                    chunk = keys[i : i + _CHUNK]
-                    sql = f"SELECT key, completion FROM completions WHERE key IN ({','.join('?' * len(chunk))})"
-                    rows = self._retry(partial(self._fetchall, sql, chunk))
-                    for key, raw in rows:
-                        out[key] = Completion.from_dict(_loads(raw))
+                return self._retry(partial(self._fetchall, sql, args))
         except sqlite3.DatabaseError as e:
             raise self._unusable(e) from None
-        except (ValueError, KeyError, TypeError) as e:
-            raise self._unusable(ValueError(f"a stored completion does not decode: {e}")) from None
-        return out
 
     def get(self, key: str) -> Completion | None:
         return self.get_many([key]).get(key)

@@ -20,7 +20,6 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
-import httpx2
 import orjson
 
 from .base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, JudgeStats, Usage
@@ -144,6 +143,8 @@ TRANSPORT = "aiohttp"
 def sdk_http_client(sdk: ModuleType, options: JudgeOptions, transport: str) -> Any:
     """The `openai`/`anthropic` SDK's HTTP client, sized so that every request in flight keeps
     its connection alive between requests."""
+    import httpx2  # ~13 MB: only the SDK transports need it, never the lean one
+
     n = options.concurrency + 4
     cls = sdk.DefaultAioHttpClient if transport == "aiohttp" else sdk.DefaultAsyncHttpxClient
     return cls(

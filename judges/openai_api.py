@@ -14,8 +14,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import httpx2
-
 from .base import (
     ChatRequest,
     Completion,
@@ -181,6 +179,8 @@ class OpenAIJudge(HttpJudge):
             return parse_body(raw, parse_chat_completion)
         client = self.client or self._connect()
         openai = _sdk()[0]
+        import httpx2  # the SDK's HTTP library (loaded with it): the lean path never needs it
+
         try:
             resp = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
         except openai.APIStatusError as exc:

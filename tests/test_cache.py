@@ -165,3 +165,30 @@ def test_two_processes_share_one_cache(tmp_path: Path) -> None:
         ]
         assert len(store.get_many(keys)) == len(keys) == 2 * n - n // 2
         assert store.stats().entries == len(keys)
+
+
+def test_present_and_stream_read_in_chunks_and_keep_the_callers_keys(tmp_path: Path) -> None:
+    """A full-RMB rerun asks which of 31k keys are answered, then reads them a chunk at a time."""
+    keys = [f"key-{i:05d}" for i in range(1234)]  # more than two SELECT chunks
+    with CacheStore(tmp_path) as store:
+        store.put_many([(k, ID, answer(k)) for k in keys[::2]])
+        asked = ["".join(k) for k in [*keys, "missing"]]  # new string objects, equal values
+        present = store.present(asked)
+        assert present == set(keys[::2])
+        by_value = {k: k for k in asked}
+        assert all(k is by_value[k] for k in present)  # the caller's objects, not SQLite's copies
+        streamed = store.stream(keys)
+        first = next(streamed)
+        assert first[0] == keys[0] and first[1].text == keys[0]
+        rest = dict(streamed)
+        assert len(rest) == len(keys[::2]) - 1 and all(c.text == k for k, c in rest.items())
+
+
+def test_a_stored_answer_that_does_not_decode_is_a_clear_error(tmp_path: Path) -> None:
+    with CacheStore(tmp_path) as store:
+        store.put_many([("k", ID, answer())])
+        store._db.execute("UPDATE completions SET completion = '{\"no\": 1}'")
+        store._db.commit()
+        assert store.present(["k"]) == {"k"}
+        with pytest.raises(CacheError, match=r"does not decode.*rmb cache check"):
+            list(store.stream(["k"]))

@@ -4,6 +4,7 @@ items, then `rmb report` and `rmb compare` on the run directories it wrote."""
 from __future__ import annotations
 
 import json
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,13 @@ def test_position_biased_judge_scores_exactly_one_half(
     assert overall["comparisons"] == biased.comparisons
     assert report["manifest"]["judge"].startswith("openai:loopback-judge")
     assert (biased.run_dir / "report.html").is_file() and (biased.run_dir / "report.md").is_file()
+    # the run let its texts go once answered; the examples read theirs again from the dataset
+    html = (biased.run_dir / "report.html").read_text()
+    shown = [it for it in load(real_subset) if f"<summary>{escape(it.uid)} — item score" in html]
+    assert shown and "conversation not shown" not in html
+    for it in shown:
+        assert escape(it.conversation[-1].content[:60]) in html
+        assert all(escape(r.text[:60]) in html for r in it.candidates().values())
 
     # a fair judge with some unreadable answers, under another template
     loopback.configure(policy="hash", faults={"unparseable": 0.1})
