@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import glob
 import json
 import logging
 import os
@@ -330,28 +329,27 @@ def _items_by_uid(items: Iterable[Item], wanted: Sequence[ItemResult]) -> dict[s
 
 
 def example_items(manifest: Mapping[str, Any], wanted: Sequence[ItemResult]) -> dict[str, Item]:
-    """The `wanted` items read again from the run's dataset: only the files of their scenarios
-    are parsed (a run drops its texts once it has its answers, see `data.outline`)."""
+    """The `wanted` items read again from the run's dataset, parsing only the file where each
+    one's category lives (a run drops its texts once it has its answers, see `data.outline`)."""
     from judges.errors import UserError
 
-    from .data import load
+    from .data import dataset_root, load
 
-    source = (manifest.get("data") or {}).get("source")
-    if not wanted or not source or not Path(str(source)).exists():
+    source = Path(str((manifest.get("data") or {}).get("source") or ""))
+    if not wanted or not str(source) or not source.exists():
         return {}
-    cats = {r.category for r in wanted}
-    # one pass over the files; the product of these filters may take in a few more files
-    only = Selection(
-        sets=tuple(sorted({c.set for c in cats})),
-        goals=tuple(sorted({c.goal for c in cats})),
-        tasks=tuple(sorted({glob.escape(c.task) for c in cats})),
-        scenarios=tuple(sorted({glob.escape(c.scenario) for c in cats})),
-    )
+    files = {source}
+    if source.is_dir():
+        root = dataset_root(source)
+        files = {root / f"{r.category.path}.json" for r in wanted}
+    out: dict[str, Item] = {}
     try:
-        return _items_by_uid(load(Path(str(source)), only=only), wanted)
+        for f in sorted(files):
+            if f.is_file():
+                out.update(_items_by_uid(load(f), wanted))
     except UserError as e:  # the dataset changed since the run: examples go without texts
         log.warning("examples go without the conversations: %s", e)
-        return {}
+    return out
 
 
 def write_reports(

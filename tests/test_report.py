@@ -230,3 +230,18 @@ def test_rmb_report_command(
 
     assert main(["report", str(tmp_path / "nothing-here")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_examples_are_read_again_from_the_files_of_their_categories(
+    rmb_dir: Path, rmb_items: list[Item]
+) -> None:
+    """A run drops its items' texts once answered: the report reads the examples' items again,
+    from the one file of each category, equal to what the full load gave."""
+    from benchmark.report import example_items
+    from benchmark.scoring import ItemResult
+
+    picked = [rmb_items[0], rmb_items[len(rmb_items) // 2], rmb_items[-1]]
+    wanted = [ItemResult(it.uid, it.category, "duel", 0.0) for it in picked]
+    got = example_items({"data": {"source": str(rmb_dir)}}, wanted)
+    assert got == {it.uid: it for it in picked}
+    assert example_items({"data": {"source": str(rmb_dir / "gone")}}, wanted) == {}
