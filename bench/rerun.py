@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,23 +35,39 @@ class Timed:
     stderr: str
 
 
+# A child's ru_maxrss starts at its parent's: Linux carries the old memory's high-water mark
+# across fork and exec, so an `rmb run` started from this process (which holds the loaded RMB
+# when `make bench` runs) would report this process's peak. It is started from a fresh small
+# interpreter instead, which reports the child's wall time, peak RSS and CPU (wait4).
+_SPAWN = """
+import os, sys, time
+t = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t
+print(wall, ru.ru_maxrss, ru.ru_utime + ru.ru_stime, os.waitstatus_to_exitcode(status))
+"""
+
+
 def timed(cmd: list[str]) -> Timed:
-    """Run cmd; its wall time, peak RSS and CPU from wait4 (that child alone)."""
+    """Run cmd; its wall time, peak RSS and CPU (that child alone)."""
     env = {**os.environ, KEY_ENV: "sk-bench-loopback"}
     with tempfile.TemporaryFile("w+") as err:
-        t = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        out = subprocess.run(
+            [sys.executable, "-S", "-c", _SPAWN, *cmd],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            cwd=REPO,
+            text=True,
+            check=True,
+        ).stdout.split()
         err.seek(0)
-        return Timed(
-            wall,
-            usage.ru_maxrss / 1024,
-            usage.ru_utime + usage.ru_stime,
-            proc.returncode,
-            err.read()[-2000:],
-        )
+        wall, maxrss_kb, cpu, code = float(out[0]), int(out[1]), float(out[2]), int(out[3])
+        return Timed(wall, maxrss_kb / 1024, cpu, code, err.read()[-2000:])
 
 
 def rmb_run(base_url: str, work: Path, *selection: str, concurrency: int = 64) -> list[str]:
