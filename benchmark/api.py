@@ -134,20 +134,6 @@ def _code_stamp() -> str:
     return h.hexdigest()
 
 
-def _includes_stamp(template: TemplateLike) -> str:
-    """Hash of the Jinja files a template may import (its own directory and the built-ins):
-    the template's text hash does not cover a macro it imports from them."""
-    from prompts import BUILTIN_DIR
-
-    own = getattr(template, "path", None)
-    dirs = sorted({BUILTIN_DIR, *([Path(own).parent] if own else [])})
-    h = hashlib.sha256()
-    for d in dirs:
-        for f in sorted(Path(d).glob("*.j2")):
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
-
-
 def _saved_keys(path: Path, digest: str, n: int) -> list[str] | None:
     """Keys an earlier run with the very same inputs and code computed (a rerun renders nothing)."""
     try:
@@ -245,8 +231,7 @@ async def arun(
         )
         rid = run_id or mf.run_id(identity, tpl.name, digest)
         run_dir = Path(runs_dir) / rid
-        keys_digest = f"{digest}:{_includes_stamp(tpl)}"
-        known = _saved_keys(run_dir / KEYS_FILE, keys_digest, len(comparisons))
+        known = _saved_keys(run_dir / KEYS_FILE, digest, len(comparisons))
         prepared = prepare(items, comparisons, tpl, identity, options, known_keys=known)
         store = CacheStore(cache_dir)
         try:
@@ -265,7 +250,7 @@ async def arun(
                 )
             run_dir.mkdir(parents=True, exist_ok=True)
             if known is None:
-                saved = {"inputs": keys_digest, "code": _code_stamp(), "keys": prepared.keys}
+                saved = {"inputs": digest, "code": _code_stamp(), "keys": prepared.keys}
                 mf.write_json(run_dir / KEYS_FILE, saved)
             manifest: dict[str, Any] = {
                 "run_id": rid,

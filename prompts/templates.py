@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 import jinja2
+import jinja2.meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from judges.base import Message
@@ -76,11 +77,17 @@ class Template:
     max_tokens: int | None = None
     top_logprobs: int | None = None
     response_format: str | None = None
+    # (name, source) of each template it imports or includes, transitively (`_common.j2`)
+    imports: tuple[tuple[str, str], ...] = ()
     _jinja: jinja2.Template | None = field(default=None, repr=False, compare=False)
 
     def text_hash(self) -> str:
-        """SHA-256 of the template file (its front matter holds all the metadata)."""
-        return hashlib.sha256(self.source.encode()).hexdigest()
+        """SHA-256 of the template file (its front matter holds all the metadata) and of the
+        files it imports: a changed macro in `_common.j2` is a changed template."""
+        h = hashlib.sha256(self.source.encode())
+        for name, source in self.imports:
+            h.update(b"\0" + name.encode() + b"\0" + source.encode())
+        return h.hexdigest()
 
     def render(
         self,
@@ -266,10 +273,31 @@ def _from_source(source: str, path: Path | None, where: str) -> Template:
         max_tokens=meta.get("max_tokens"),
         top_logprobs=meta.get("top_logprobs"),
         response_format=meta.get("response_format"),
+        imports=_imports(env, source, where),
         _jinja=compiled,
     )
     _trial_render(template, where)
     return template
+
+
+def _imports(env: SandboxedEnvironment, source: str, where: str) -> tuple[tuple[str, str], ...]:
+    """The templates `source` imports, extends or includes, and theirs, each once, in order."""
+    found: dict[str, str] = {}
+    todo = [source]
+    while todo:
+        for name in jinja2.meta.find_referenced_templates(env.parse(todo.pop())):
+            if name is None:
+                raise TemplateError(
+                    f"{where}: imports a template named by an expression; name it literally "
+                    "so the run can tell when it changes"
+                )
+            if name not in found:
+                try:
+                    found[name] = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
+                except jinja2.TemplateNotFound:
+                    raise TemplateError(f"{where}: imports {name!r}, which is not found") from None
+                todo.append(found[name])
+    return tuple(found.items())
 
 
 def _builtin_paths() -> list[Path]:

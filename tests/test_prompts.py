@@ -307,3 +307,19 @@ def test_response_text_is_data_not_template() -> None:
         category=_cat(),
     )
     assert text in user.content and "How do I escape {{ x }}?" in user.content
+
+
+def test_imports_are_part_of_the_template(tmp_path: Path) -> None:
+    """What a template imports is hashed with it; an import the run cannot name is refused."""
+    (tmp_path / "_mine.j2").write_text("{% macro m(x) %}[{{ x }}]{% endmacro %}")
+    path = write(tmp_path, '{% from "_mine.j2" import m %}{% block user %}{{ m(n) }}{% endblock %}')
+    before = load_template(path)
+    assert [name for name, _ in before.imports] == ["_mine.j2"]
+    (tmp_path / "_mine.j2").write_text("{% macro m(x) %}<{{ x }}>{% endmacro %}")
+    assert load_template(path).text_hash() != before.text_hash()
+    with pytest.raises(TemplateError, match=r"imports 'nowhere\.j2', which is not found"):
+        load_template(
+            write(tmp_path, '{% import "nowhere.j2" as w %}{% block user %}x{% endblock %}')
+        )
+    with pytest.raises(TemplateError, match="named by an expression"):
+        load_template(write(tmp_path, "{% block user %}{% include goal %}{% endblock %}"))

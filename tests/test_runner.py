@@ -396,14 +396,22 @@ def test_a_changed_imported_macro_misses_the_cache(loopback: Any, tmp_path: Path
     common = (BUILTIN_DIR / "_common.j2").read_text()
     (mine / "_common.j2").write_text(common)  # found before the built-in one
     data = write_items(tmp_path / "items.jsonl", 20)
-    assert go(loopback, data, tmp_path, template=str(mine / "mine.j2")).sent == 40
+    first = go(loopback, data, tmp_path, template=str(mine / "mine.j2"))
+    assert first.sent == 40
     assert go(loopback, data, tmp_path, template=str(mine / "mine.j2")).sent == 0
-    # the template file is the same, the macro it imports is not: the requests change
+    # the template file is the same, the macro it imports is not: the requests change, and so
+    # does the template's hash and with it the run (the old run's reports stay as they were)
     (mine / "_common.j2").write_text(
         common.replace("<conversation>", "<dialogue>").replace("</conversation>", "</dialogue>")
     )
     again = go(loopback, data, tmp_path, template=str(mine / "mine.j2"))
     assert again.sent == 40 and answered(loopback) == 80
+    assert again.run_dir != first.run_dir
+    hashes = [
+        json.loads((r.run_dir / "manifest.json").read_text())["template"]["text_hash"]
+        for r in (first, again)
+    ]
+    assert hashes[0] != hashes[1]
 
 
 def test_dry_run_sends_nothing(loopback: Any, tmp_path: Path) -> None:
