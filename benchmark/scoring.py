@@ -24,6 +24,7 @@ Rules (the design's "Semantics"; every one is tested with hand-computed answers)
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field
@@ -451,6 +452,17 @@ class GroupScore:
         return d
 
 
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NUMBER = re.compile(r"\w*\d[\w.]*")  # a number, or a word holding one (an id, "503")
+
+
+def reason_kind(reason: str) -> str:
+    """A reason with its particulars blanked, so the report counts kinds of failure: "verdict
+    '[[D]]' is not one of A, B" and "verdict '[[E]]' ..." are one line, as are two HTTP 503s
+    with different request ids. Items keep their reasons verbatim."""
+    return _NUMBER.sub("#", _QUOTED.sub("'…'", reason))[:120]
+
+
 def summarize(
     name: str,
     results: Sequence[ItemResult],
@@ -460,7 +472,7 @@ def summarize(
     macro: tuple[float, np.ndarray] | None = None,
 ) -> GroupScore:
     """Sum the counts of `results`; accuracy is their mean unless given (Overall)."""
-    reasons = Counter(r for res in results for r in res.reasons)
+    reasons = Counter(reason_kind(r) for res in results for r in res.reasons)
     return GroupScore(
         name=name,
         items=len(results),

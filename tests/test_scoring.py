@@ -360,3 +360,16 @@ def test_comparisons_that_do_not_fit_the_item_are_errors() -> None:
         score([bon("a")], [jc("bon:a", "pointwise", ("best", "loser1"), choice(0))], bootstrap=0)
     with pytest.raises(ScoringError, match="several kinds"):
         score([bon("a")], [duel("bon:a", 1, True), rate("bon:a", "best", 3)], bootstrap=0)
+
+
+def test_invalid_reasons_are_counted_by_kind_and_kept_verbatim_per_item() -> None:
+    from benchmark.scoring import reason_kind
+
+    a = reason_kind("api error: HTTP 503 upstream busy (request req_12ab34)")
+    b = reason_kind("api error: HTTP 503 upstream busy (request req_98zz01)")
+    assert a == b == "api error: HTTP # upstream busy (request #)"
+    assert reason_kind("verdict '[[D]]' is not one of A, B") == reason_kind(
+        "verdict '[[E]]' is not one of A, B"
+    )
+    assert reason_kind("no verdict found") == "no verdict found"
+    assert reason_kind("rating 11 is outside 1–10") != reason_kind("no rating found")
