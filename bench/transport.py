@@ -97,7 +97,7 @@ def mode_sender(mode: str, base: str, conc: int) -> tuple[Sender, Callable[[], A
         url = base + "/v1" if provider == "openai" else base
         options = JudgeOptions(base_url=url, concurrency=conc, max_tokens=256, transport="sdk")
         backend = openai_api if provider == "openai" else anthropic_api
-        judge = backend.build("m", options, transport="aiohttp" if aio else "httpx")
+        judge = backend.build("m", options, sdk_http="aiohttp" if aio else "httpx")
 
         async def send(i: int) -> Any:
             msgs = [Message(m["role"], m["content"]) for m in messages(i)]  # type: ignore[arg-type]

@@ -176,7 +176,7 @@ class JudgeOptions:
     max_retries: int = 6
     # first retry wait in seconds (doubles per retry, with jitter); a Retry-After overrides it
     backoff_s: float = 1.0
-    # HTTP transport of OpenAI-compatible judges: "sdk" (the official client), "lean" (one
+    # HTTP transport of openai:/anthropic: judges: "sdk" (the official client), "lean" (one
     # aiohttp session, same body/parse/errors, ~4x less CPU per request), None = the backend's
     # default (lean for a custom --base-url server, the SDK for the hosted API)
     transport: str | None = None

@@ -136,8 +136,9 @@ def classify_status(
     return Completion(text="", finish_reason="error", error=text)
 
 
-# "aiohttp" (the default: measured faster, see bench/transport.py) or "httpx" (the SDKs' own)
-TRANSPORT = "aiohttp"
+# the SDKs' HTTP client: "aiohttp" (the default: measured faster, see bench/transport.py) or
+# "httpx" (the SDKs' own)
+SDK_HTTP = "aiohttp"
 
 
 def sdk_http_client(sdk: ModuleType, options: JudgeOptions, transport: str) -> Any:
@@ -267,21 +268,116 @@ def resolve_key(
     return PLACEHOLDER_KEY, "the server's key (none was set)"
 
 
+TRANSPORTS = ("sdk", "lean")
+
+
+def choose_transport(provider: str, options: JudgeOptions, hosted: bool) -> str:
+    """`options.transport`, else lean for a custom server (vLLM, llama.cpp, SGLang: there client
+    CPU per request is what caps throughput) and the official SDK for the provider's own API
+    (there rate limits cap it, and the SDK tracks the API)."""
+    if options.transport is None:
+        return "sdk" if hosted else "lean"
+    if options.transport not in TRANSPORTS:
+        raise JudgeSetupError(
+            f"{provider}: unknown transport {options.transport!r}; "
+            f"use one of {', '.join(TRANSPORTS)}"
+        )
+    return options.transport
+
+
 class HttpJudge:
-    """The shared half of an HTTP backend. Subclasses set the client and implement `_send`."""
+    """The shared half of an HTTP backend: limits, retries, errors, and both transports (the
+    official SDK's raw `post()`, or `LeanSession`). A backend names its API and writes its body
+    and its parse; everything else is here, so the backends fail, retry and redact alike."""
 
+    provider: str  # "openai" | "anthropic"
+    hosted_url: str  # the provider's own API (no identity base_url, SDK transport by default)
+    path: str  # what every request posts to, under the base URL
     key_hint = "the API key environment variable"
-    client: Any  # the SDK client (AsyncOpenAI / AsyncAnthropic)
+    client: Any  # the SDK client, made at the first request (see `sdk`)
 
-    def __init__(self, identity: JudgeIdentity, options: JudgeOptions, api_key: str) -> None:
-        self.identity = identity
+    def __init__(
+        self, model: str, options: JudgeOptions, api_key: str, key_hint: str, sdk_http: str
+    ) -> None:
+        """`sdk_http`: the SDK's own HTTP client ("aiohttp" or "httpx", see bench/transport.py),
+        used when the transport is the SDK."""
+        base_url = (options.base_url or self.hosted_url).rstrip("/")
+        self.hosted = base_url == self.hosted_url
+        self.identity = JudgeIdentity(self.provider, model, "" if self.hosted else base_url)
         self.options = options
         self.stats = JudgeStats()
         self.limiter = Limiter(options.concurrency, options.requests_per_s, options.tokens_per_min)
+        self.key_hint = key_hint
         self._secret = api_key
         # a server on this machine (or a free provider) costs nothing: skip the price lookup,
         # whose URL check is measurable per request
-        self._free = cost_usd(identity, Usage(1_000_000, 1_000_000)) == 0.0
+        self._free = cost_usd(self.identity, Usage(1_000_000, 1_000_000)) == 0.0
+        self.transport = choose_transport(self.provider, options, self.hosted)
+        self._base_url, self._sdk_http = base_url, sdk_http
+        self.client = None
+        self.lean = (
+            LeanSession(base_url, self.auth_headers(api_key), options)
+            if self.transport == "lean"
+            else None
+        )
+
+    # ------------------------------------------------------------ what a backend provides
+
+    @staticmethod
+    def sdk() -> tuple[Any, type]:
+        """The SDK module and a client class over it (imported at the first SDK request)."""
+        raise NotImplementedError
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        """The headers the lean transport authenticates with."""
+        raise NotImplementedError
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parse(self, data: Any) -> Completion:
+        """A success body (decoded JSON) -> Completion; raises KeyError/TypeError/IndexError/
+        ValueError when the body is not one (a garbled answer, retried)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ sending
+
+    def _connect(self) -> Any:
+        sdk, client_class = self.sdk()
+        self.client = client_class(
+            base_url=self._base_url,
+            api_key=self._secret,
+            max_retries=0,
+            timeout=self.options.timeout_s,
+            default_headers=without_telemetry(sdk),
+            http_client=sdk_http_client(sdk, self.options, self._sdk_http),
+        )
+        return self.client
+
+    async def _send(self, request: ChatRequest) -> Completion:
+        body = self.body(request)
+        if self.lean is not None:
+            status, raw, headers = await self.lean.post(self.path, body)
+            if status >= 300:
+                return self.status_failure(status, error_body(raw), "(no error body)", headers)
+            return parse_body(raw, self.parse)
+        client = self.client or self._connect()
+        sdk = self.sdk()[0]
+        import httpx2  # the SDKs' HTTP library (loaded with them): the lean path never needs it
+
+        try:
+            resp = await client.post(self.path, body=body, cast_to=httpx2.Response)
+        except sdk.APIStatusError as exc:
+            return self.status_failure(exc.status_code, exc.body, exc.message, exc.response.headers)
+        except sdk.APIConnectionError as exc:  # timeouts included
+            raise TransientError(connection_failure(exc, self.options.timeout_s)) from None
+        return parse_body(resp.content, self.parse)
+
+    async def aclose(self) -> None:
+        if self.lean is not None:
+            await self.lean.close()
+        if self.client is not None:
+            await self.client.close()
 
     def redact(self, text: str) -> str:
         """Never let the key reach a message, a log line or a cache."""
@@ -308,12 +404,6 @@ class HttpJudge:
 
     def check(self, request: ChatRequest) -> None:
         """Reject, before any request, what this backend can never do."""
-
-    async def _send(self, request: ChatRequest) -> Completion:
-        raise NotImplementedError
-
-    async def aclose(self) -> None:
-        await self.client.close()
 
     def _on_retry(self, state: Any) -> None:
         self.stats.retries += 1

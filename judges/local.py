@@ -241,7 +241,7 @@ class LocalJudge(ServedJudge):
         super().__init__(identity, LlamaServer(model, alias=identity.model), self._connect_openai)
 
     def _connect_openai(self, base_url: str) -> Judge:
-        from .http_judge import PLACEHOLDER_KEY, TRANSPORT
+        from .http_judge import PLACEHOLDER_KEY, SDK_HTTP
         from .openai_api import OpenAIJudge
 
         # concurrency 1: the server has one slot (more would only queue there). A CPU model is
@@ -254,7 +254,7 @@ class LocalJudge(ServedJudge):
             concurrency=1,
             timeout_s=max(self.options.timeout_s, LOCAL_TIMEOUT_S),
         )
-        return OpenAIJudge(self.identity.model, opts, PLACEHOLDER_KEY, "none", TRANSPORT)
+        return OpenAIJudge(self.identity.model, opts, PLACEHOLDER_KEY, "none", SDK_HTTP)
 
 
 def build(model: str, options: JudgeOptions) -> LocalJudge:

@@ -1,13 +1,9 @@
 """`openai:MODEL`: OpenAI's Chat Completions API, or any OpenAI-compatible server (vLLM,
 llama.cpp, SGLang) with `base_url`.
 
-Two transports, the same body (`chat_body`), parse (`parse_chat_completion`) and error handling
-(`HttpJudge.status_failure`, `parse_body`):
-- "sdk": one `AsyncOpenAI` per judge, its own retries off (ours are in `http_judge`), on the
-  SDK's aiohttp transport (faster than its default httpx2, bench/transport.py), through its raw
-  `post()` (the typed `create()` spends twice the CPU building pydantic models).
-- "lean": one aiohttp session per judge (`http_judge.LeanSession`), about a quarter of the SDK
-  path's client CPU per request; the default for custom servers (see `default_transport`)."""
+The body (`chat_body`) and the parse (`parse_chat_completion`) are here; both transports (the
+SDK's raw `post()`, whose typed `create()` spends twice the CPU building pydantic models, or the
+lean aiohttp session, the default for custom servers) are `http_judge.HttpJudge`'s."""
 
 from __future__ import annotations
 
@@ -18,25 +14,12 @@ from .base import (
     ChatRequest,
     Completion,
     FinishReason,
-    JudgeIdentity,
     JudgeOptions,
     TokenLogprob,
     Usage,
 )
 from .errors import JudgeSetupError
-from .http_judge import (
-    TRANSPORT,
-    HttpJudge,
-    LeanSession,
-    MemoURL,
-    connection_failure,
-    error_body,
-    parse_body,
-    resolve_key,
-    sdk_http_client,
-    without_telemetry,
-)
-from .limits import TransientError
+from .http_judge import SDK_HTTP, HttpJudge, MemoURL, resolve_key
 
 HOSTED_URL = "https://api.openai.com/v1"
 KEY_ENV = "OPENAI_API_KEY"
@@ -117,84 +100,27 @@ def _sdk() -> tuple[Any, type]:
     return openai, LeanAsyncOpenAI
 
 
-TRANSPORTS = ("sdk", "lean")
-
-
-def default_transport(options: JudgeOptions, hosted: bool) -> str:
-    """`options.transport`, else lean for a custom server (vLLM, llama.cpp, SGLang: there client
-    CPU per request is what caps throughput) and the official SDK for OpenAI's own API (there
-    rate limits cap it, and the SDK tracks the API)."""
-    if options.transport is None:
-        return "sdk" if hosted else "lean"
-    if options.transport not in TRANSPORTS:
-        raise JudgeSetupError(
-            f"openai: unknown transport {options.transport!r}; use one of {', '.join(TRANSPORTS)}"
-        )
-    return options.transport
-
-
 class OpenAIJudge(HttpJudge):
-    def __init__(
-        self, model: str, options: JudgeOptions, api_key: str, key_hint: str, sdk_http: str
-    ) -> None:
-        base_url = (options.base_url or HOSTED_URL).rstrip("/")
-        self.hosted = base_url == HOSTED_URL
-        super().__init__(
-            JudgeIdentity("openai", model, "" if self.hosted else base_url), options, api_key
-        )
-        self.key_hint = key_hint
-        self.transport = default_transport(options, self.hosted)
-        self._base_url, self._sdk_http = base_url, sdk_http
-        self.client = None  # the SDK client, made at the first request (see _sdk)
-        self.lean = (
-            LeanSession(base_url, {"Authorization": f"Bearer {api_key}"}, options)
-            if self.transport == "lean"
-            else None
-        )
+    provider = "openai"
+    hosted_url = HOSTED_URL
+    path = "/chat/completions"
+    sdk = staticmethod(_sdk)
 
-    def _connect(self) -> Any:
-        openai, client_class = _sdk()
-        self.client = client_class(
-            base_url=self._base_url,
-            api_key=self._secret,
-            max_retries=0,
-            timeout=self.options.timeout_s,
-            default_headers=without_telemetry(openai),
-            http_client=sdk_http_client(openai, self.options, self._sdk_http),
-        )
-        return self.client
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"}
 
-    async def aclose(self) -> None:
-        if self.lean is not None:
-            await self.lean.close()
-        if self.client is not None:
-            await super().aclose()
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        return chat_body(request, hosted=self.hosted)
 
-    async def _send(self, request: ChatRequest) -> Completion:
-        body = chat_body(request, hosted=self.hosted)
-        if self.lean is not None:
-            status, raw, headers = await self.lean.post("/chat/completions", body)
-            if status >= 300:
-                return self.status_failure(status, error_body(raw), "(no error body)", headers)
-            return parse_body(raw, parse_chat_completion)
-        client = self.client or self._connect()
-        openai = _sdk()[0]
-        import httpx2  # the SDK's HTTP library (loaded with it): the lean path never needs it
-
-        try:
-            resp = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
-        except openai.APIStatusError as exc:
-            return self.status_failure(exc.status_code, exc.body, exc.message, exc.response.headers)
-        except openai.APIConnectionError as exc:  # timeouts included
-            raise TransientError(connection_failure(exc, self.options.timeout_s)) from None
-        return parse_body(resp.content, parse_chat_completion)
+    def parse(self, data: Any) -> Completion:
+        return parse_chat_completion(data)
 
 
-def build(model: str, options: JudgeOptions, *, transport: str = TRANSPORT) -> OpenAIJudge:
-    """`transport`: the SDK's own HTTP client ("aiohttp" or "httpx", see bench/transport.py),
-    used when `options.transport` picks the SDK (named as in `anthropic_api.build`)."""
+def build(model: str, options: JudgeOptions, *, sdk_http: str = SDK_HTTP) -> OpenAIJudge:
+    """`sdk_http`: the SDK's own HTTP client ("aiohttp" or "httpx", see bench/transport.py),
+    used when `options.transport` picks the SDK."""
     if not model:
         raise JudgeSetupError("openai: name a model, e.g. --judge openai:gpt-4o-mini")
     hosted = not options.base_url or options.base_url.rstrip("/") == HOSTED_URL
     api_key, hint = resolve_key("openai", KEY_ENV, options, hosted=hosted)
-    return OpenAIJudge(model, options, api_key, hint, transport)
+    return OpenAIJudge(model, options, api_key, hint, sdk_http)

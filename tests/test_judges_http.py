@@ -1,5 +1,5 @@
 """The OpenAI and Anthropic backends against the loopback server: the official SDKs, and the
-OpenAI backend's lean aiohttp transport (every test that builds a judge runs on both)."""
+lean aiohttp transport (every test that builds a judge runs on both)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from loopback_server import LoopbackServer
 
+from judges.anthropic_api import AnthropicJudge
 from judges.base import ChatRequest, JudgeOptions, Message
 from judges.errors import JudgeSetupError, UserError
 from judges.http_judge import HttpJudge
@@ -33,7 +34,7 @@ Make = Callable[..., HttpJudge]
 
 @pytest.fixture(params=["sdk", "lean"])
 def transport(request: pytest.FixtureRequest) -> str:
-    """The OpenAI backend's transport; a test about Anthropic alone overrides it to "sdk"."""
+    """The judge's transport: the official SDK or the lean aiohttp session."""
     return str(request.param)
 
 
@@ -83,6 +84,11 @@ def test_transport_default_and_choice(monkeypatch: pytest.MonkeyPatch) -> None:
         assert isinstance(j, OpenAIJudge) and j.transport == expected
     with pytest.raises(JudgeSetupError, match="unknown transport 'grpc'"):
         build_judge("openai:gpt-4o", JudgeOptions(transport="grpc"))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    assert build_judge("anthropic:claude-haiku-4-5", JudgeOptions()).transport == "sdk"
+    assert build_judge("anthropic:m", JudgeOptions(base_url="http://127.0.0.1:9")).transport == (
+        "lean"
+    )
 
 
 async def test_transient_failures_are_retried_until_an_answer(
@@ -233,8 +239,7 @@ async def test_reasoning_is_kept_apart(loopback: LoopbackServer, judge: Make, ap
     assert inline.reasoning is None and inline.text.startswith("<think>")  # the parser's job
 
 
-@pytest.mark.parametrize("transport", ["sdk"])
-async def test_anthropic_path(loopback: LoopbackServer, judge: Make) -> None:
+async def test_anthropic_path(loopback: LoopbackServer, judge: Make, transport: str) -> None:
     loopback.configure(script=["429", "content_filter"], retry_after=0.05)
     j = judge("anthropic")
     first = await j.complete(ask(j))  # 429 then a refusal stop reason
@@ -244,9 +249,9 @@ async def test_anthropic_path(loopback: LoopbackServer, judge: Make) -> None:
     assert second.finish_reason == "length"
     assert third.is_answer and third.text.rstrip().endswith(("[[A]]", "[[B]]"))
     assert j.identity.provider == "anthropic" and j.stats.retries == 1
+    assert isinstance(j, AnthropicJudge) and j.transport == transport
 
 
-@pytest.mark.parametrize("transport", ["sdk"])
 async def test_anthropic_refuses_logprobs_before_any_request(
     loopback: LoopbackServer, judge: Make
 ) -> None:

@@ -122,8 +122,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     j.add_argument(
         "--transport",
         choices=("sdk", "lean"),
-        help="HTTP client of openai: judges: the official SDK or a lean aiohttp session "
-        "(default: lean for --base-url servers, sdk for the hosted API)",
+        help="HTTP client of openai: and anthropic: judges: the official SDK or a lean aiohttp "
+        "session (default: lean for --base-url servers, sdk for the hosted APIs)",
     )
     j.add_argument(
         "--timeout",
