@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
 from statistics import fmean
@@ -23,6 +23,7 @@ from .scoring import SUBSET_NAMES, ItemResult, scenario_name
 from .stats import (
     Interval,
     McNemar,
+    holm,
     mcnemar_paired,
     paired_bootstrap_diffs,
     percentile_interval,
@@ -65,11 +66,16 @@ class Difference:
     diff: float
     ci: Interval | None
     mcnemar: McNemar
+    # McNemar's p adjusted over the pair's scenarios (Holm), for scenario rows
+    holm_p: float | None = None
 
     @property
     def significant(self) -> bool:
-        """The 95% interval excludes zero."""
-        return self.ci is not None and (self.ci.low > 0 or self.ci.high < 0)
+        """Subsets and Overall: the 95% interval excludes zero. Scenarios (dozens of tests, a few
+        items each): McNemar's p after Holm's correction is below 0.05 as well, or a pair of
+        runs would show a handful of "significant" scenarios by chance alone."""
+        excludes_zero = self.ci is not None and (self.ci.low > 0 or self.ci.high < 0)
+        return excludes_zero and (self.holm_p is None or self.holm_p < 0.05)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +87,7 @@ class Difference:
             "ci": self.ci.to_dict() if self.ci else None,
             "significant": self.significant,
             "mcnemar": self.mcnemar.to_dict(),
+            "holm_p": self.holm_p,
         }
 
 
@@ -157,6 +164,8 @@ def compare_pair(a: RunData, b: RunData, *, bootstrap: int = 1000, seed: int = 0
     scenarios = [
         _difference(name, pairs, bootstrap, seed)[0] for name, pairs in sorted(by_scenario.items())
     ]
+    adjusted = holm([d.mcnemar.p_value for d in scenarios])
+    scenarios = [replace(d, holm_p=p) for d, p in zip(scenarios, adjusted, strict=True)]
     return PairComparison(
         a.label,
         b.label,
@@ -236,9 +245,23 @@ class CompareResult:
                 "",
                 "### Scenarios",
                 "",
+                "Each scenario is a handful of items and there are dozens of them: * marks a "
+                "difference whose interval excludes 0 and whose McNemar p stays below 0.05 after "
+                "Holm's correction over all the scenarios.",
+                "",
                 md_table(
-                    ["Scenario", "Items", "A", "B", "B − A", "95% CI", "McNemar p", "A / B better"],
-                    [_diff_row(d) for d in p.scenarios],
+                    [
+                        "Scenario",
+                        "Items",
+                        "A",
+                        "B",
+                        "B − A",
+                        "95% CI",
+                        "McNemar p",
+                        "A / B better",
+                        "Holm p",
+                    ],
+                    [[*_diff_row(d), f"{d.holm_p:.3g}"] for d in p.scenarios],
                 ),
             ]
         return "\n".join(out) + "\n"
@@ -290,8 +313,11 @@ def compare_runs(paths: Sequence[Path], *, bootstrap: int = 1000, seed: int = 0)
 
 
 def write_comparison(out_dir: Path, result: CompareResult) -> list[Path]:
+    from .compare_html import render_compare_html
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "compare.json", out_dir / "compare.md"]
+    paths = [out_dir / "compare.json", out_dir / "compare.md", out_dir / "compare.html"]
     paths[0].write_text(json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n")
     paths[1].write_text(result.markdown())
+    paths[2].write_text(render_compare_html(result))
     return paths

@@ -111,3 +111,17 @@ def mcnemar_paired(a: Sequence[float], b: Sequence[float]) -> McNemar:
     a_better = sum(1 for x, y in zip(a, b, strict=True) if x > y)
     b_better = sum(1 for x, y in zip(a, b, strict=True) if y > x)
     return mcnemar(a_better, b_better)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment: the p-values of a family of tests (every scenario of a
+    comparison) made safe to read together; each adjusted p < α keeps the family-wise error
+    at α. Same order as given."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    out = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        out[i] = running
+    return out

@@ -42,6 +42,11 @@ def test_paired_difference_and_mcnemar_by_hand(tmp_path: Path) -> None:
     # scenarios: S1 holds the even items (A right on 10 of 20, B on 15), S2 the odd ones
     s1 = next(d for d in p.scenarios if d.name == "Harmlessness Pairwise / S1")
     assert (s1.items, s1.a, s1.b) == (20, 0.5, 0.75)
+    # 5 discordant items, all for B: p = 2/32; Holm over the 2 scenarios doubles it. Its
+    # interval may exclude 0, but one scenario of several is not called a difference on that
+    assert s1.mcnemar.p_value == pytest.approx(2 / 32) and s1.holm_p == pytest.approx(4 / 32)
+    assert not s1.significant
+    assert sub.holm_p is None  # subsets are judged by their interval
 
     # the other way round the sign flips and the test is symmetric
     back = compare_runs([tmp_path / "b", tmp_path / "a"], bootstrap=2000).pairs[0].subsets[0]
@@ -101,6 +106,15 @@ def test_two_simulated_judges_on_real_items(
     assert overall["diff"] < 0 and overall["significant"] and overall["ci"]["high"] < 0
     assert overall["mcnemar"]["a_better"] > overall["mcnemar"]["b_better"]
     assert (out / "compare.md").read_text() == text
+    html = (out / "compare.html").read_text()
+    assert "<script" not in html.lower() and " src=" not in html  # one self-contained file
+    assert 'id="runs-table"' in html and "sim:strong × pairwise" in html
+    assert 'id="chart-pair-1"' in html and 'id="chart-pair-1-scenarios"' in html
+    # the weak judge is significantly worse overall: a solid red dot and a starred cell
+    assert f"{overall['diff']:+.3f} *" in html and 'class="diff bad"' in html
+    assert html.count("<circle") == len(data["pairs"][0]["subsets"]) + 1 + len(
+        data["pairs"][0]["scenarios"]
+    )
     # each run got its reports on the way
     assert (tmp_path / "strong" / "report.html").is_file()
 

@@ -87,3 +87,23 @@ def test_screenshot_is_a_real_rendering(report_html: Path, tmp_path: Path) -> No
     # text, tables and bars compress far worse than a white page
     assert shot.stat().st_size > 40_000
     assert shot.stat().st_size > 10 * blank.stat().st_size
+
+
+def test_compare_page_renders_its_tables_and_forest_plots(
+    tmp_path: Path, rmb_dir: Path, report_html: Path
+) -> None:
+    """compare.html in the browser: the runs table, per pair a forest plot of B − A with a dot
+    and an interval per subset and Overall, and the scenarios behind a click."""
+    from benchmark.compare import compare_runs, write_comparison
+
+    make_run(tmp_path / "weak", tmp_path / "cache", real_items(rmb_dir), rmb_dir, quality=0.6)
+    strong = report_html.parent
+    paths = write_comparison(tmp_path / "cmp", compare_runs([strong, tmp_path / "weak"]))
+    dom = chromium(tmp_path, "--dump-dom", paths[2].as_uri()).stdout
+    runs = re.search(r'<table class="paper" id="runs-table">(.*?)</table>', dom, re.S)
+    assert runs is not None and len(re.findall(r"<tr>", runs.group(1))) == 1 + 2
+    charts = re.findall(r'<svg class="chart" id="([^"]+)"', dom)
+    assert charts == ["chart-pair-1", "chart-pair-1-scenarios"]
+    subsets_chart = dom[dom.index('id="chart-pair-1"') : dom.index('id="chart-pair-1-scenarios"')]
+    assert subsets_chart.count("<circle") == 4 + 1
+    assert '<details class="scenarios">' in dom and "Holm" in dom

@@ -96,4 +96,4 @@ def test_position_biased_judge_scores_exactly_one_half(
     out = capsys.readouterr()
     assert "warning" not in out.err
     assert "× pairwise |" in out.out and "× pairwise-tie |" in out.out
-    assert out.out.count("McNemar p") == 2  # subsets table and scenarios table of the one pair
+    assert out.out.count("| McNemar p |") == 2  # subsets table and scenarios table of the pair

@@ -87,3 +87,12 @@ def test_mcnemar_paired_counts_discordant_items() -> None:
     b = [1, 0, 1, 1, 1, 1.0]
     m = mcnemar_paired(a, b)
     assert (m.a_better, m.b_better) == (1, 3)
+
+
+def test_holm_adjustment_by_hand() -> None:
+    from benchmark.stats import holm
+
+    # sorted 0.01, 0.03, 0.04 -> 3 x 0.01, 2 x 0.03, max(0.06, 1 x 0.04); back in given order
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == [1.0, 1.0]  # capped at 1
+    assert holm([]) == []

@@ -47,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="judges or templates side by side, with paired bootstrap differences and McNemar",
     )
     c.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="two or more run directories")
-    c.add_argument("--out", type=Path, help="also write compare.json and compare.md here")
+    c.add_argument(
+        "--out", type=Path, help="also write compare.json, compare.md and compare.html here"
+    )
     _stats_args(c, ties=False)
     c.set_defaults(func=cmd_compare)
 
