@@ -10,6 +10,7 @@ transports of a backend (its SDK, or `LeanSession`) end in `HttpJudge.status_fai
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import os
@@ -228,6 +229,14 @@ class LeanSession:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+            self._session = None
+
+    def forget(self) -> None:
+        """Let go of a session whose event loop is gone (it cannot be closed there); the next
+        request opens a new one."""
+        if self._session is not None:
+            self._session.detach()  # marks it closed without its loop
+            self._session = None
 
 
 def error_body(raw: bytes) -> object:
@@ -306,7 +315,8 @@ class HttpJudge:
         self.identity = JudgeIdentity(self.provider, model, "" if self.hosted else base_url)
         self.options = options
         self.stats = JudgeStats()
-        self.limiter = Limiter(options.concurrency, options.requests_per_s, options.tokens_per_min)
+        self.limiter = self._new_limiter()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one its parts are bound to
         self.key_hint = key_hint
         self._secret = api_key
         # a server on this machine (or a free provider) costs nothing: skip the price lookup,
@@ -374,10 +384,35 @@ class HttpJudge:
         return parse_body(resp.content, self.parse)
 
     async def aclose(self) -> None:
+        if self._loop is not asyncio.get_running_loop():
+            self._drop_clients()  # made in a loop that is gone: nothing to await there
+            return
         if self.lean is not None:
             await self.lean.close()
         if self.client is not None:
             await self.client.close()
+            self.client = None
+
+    def _new_limiter(self) -> Limiter:
+        o = self.options
+        return Limiter(o.concurrency, o.requests_per_s, o.tokens_per_min)
+
+    def _on_this_loop(self) -> None:
+        """A judge may serve one event loop after another (`benchmark.run(judge=obj)` twice):
+        what binds to a loop (the cap's semaphore, the HTTP sessions) is made afresh in a new
+        one, or the second run would fail on the first's."""
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return
+        if self._loop is not None:
+            self.limiter = self._new_limiter()
+            self._drop_clients()
+        self._loop = loop
+
+    def _drop_clients(self) -> None:
+        if self.lean is not None:
+            self.lean.forget()
+        self.client = None  # the SDK client is made again at the next request
 
     def redact(self, text: str) -> str:
         """Never let the key reach a message, a log line or a cache."""
@@ -416,6 +451,7 @@ class HttpJudge:
 
     async def complete(self, request: ChatRequest) -> Completion:
         self.check(request)
+        self._on_this_loop()
         self.stats.requests += 1
         start = time.perf_counter()
         prompt_tokens = (

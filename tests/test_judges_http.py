@@ -283,3 +283,26 @@ def test_specs() -> None:
         parse_spec("gemini:pro")
     with pytest.raises(UserError, match="name a model"):
         parse_spec("openai:")
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+@pytest.mark.parametrize("transport", ["sdk", "lean"])
+def test_one_judge_serves_one_event_loop_after_another(
+    loopback: LoopbackServer, api: str, transport: str
+) -> None:
+    """`benchmark.run(judge=obj)` twice runs two event loops: a judge made for the first (its
+    session, its concurrency cap) must not break in the second."""
+    j = build_judge(f"{api}:judge-1", opts(loopback, api, transport=transport, concurrency=1))
+    assert isinstance(j, HttpJudge)
+
+    async def three(offset: int) -> list[bool]:
+        # three at once through a cap of one: the second and third wait on the cap
+        done = await asyncio.gather(*(j.complete(ask(j, i=offset + i)) for i in range(3)))
+        return [c.is_answer for c in done]
+
+    try:
+        assert asyncio.run(three(0)) == [True] * 3
+        assert asyncio.run(three(3)) == [True] * 3
+    finally:
+        asyncio.run(j.aclose())
+    assert loopback.stats()["requests"] == 6
