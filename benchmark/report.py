@@ -22,6 +22,7 @@ from .data import Item, Selection
 from .results import JudgedComparison
 from .scoring import SUBSET_NAMES, GroupScore, ItemResult, Scores
 from .stats import Interval
+from .verdicts import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -360,11 +361,13 @@ def write_reports(
     items: Iterable[Item] | None = None,
     judged: Sequence[JudgedComparison] | None = None,
     completions: Mapping[str, Completion] | None = None,
+    cache_dir: Path | None = None,
 ) -> list[Path]:
     """Write report.json, report.md and report.html into `run_dir`; return their paths.
 
     What is not passed is read from the run directory: the manifest, comparisons.jsonl, and
-    (for the HTML's worked examples) the judge's raw answers from the run's cache. Without
+    (for the HTML's worked examples) the judge's raw answers from `cache_dir`, else from the
+    run's cache. Without
     items, the examples' items are read again from the run's dataset (only the files that hold
     them); without that either, examples show the judge's answers but not the conversation."""
     from .report_html import collect_examples, prompt_renderer, render_html
@@ -382,7 +385,7 @@ def write_reports(
         if items is not None
         else functools.partial(example_items, manifest),
         completions=completions,
-        cache_dir=cache_dir_of(manifest),
+        cache_dir=cache_dir or cache_dir_of(manifest),
         render=prompt_renderer(manifest),
     )
     paths = [run_dir / name for name in REPORT_FILES]
@@ -451,28 +454,31 @@ def items_of_run(
 
 
 def reparse(
-    judged: Sequence[JudgedComparison], parser: str, completions: Mapping[str, Completion]
+    judged: Sequence[JudgedComparison], parser: str, answers: Iterable[tuple[str, Completion]]
 ) -> tuple[list[JudgedComparison], int, int]:
-    """Read every cached raw answer again with `parser` (a better parser re-scores old runs
-    with no new calls). Returns the lines, how many were re-read and how many changed."""
+    """Read the cached raw answers (`answers`: key, completion pairs, e.g. streamed from the
+    cache) again with `parser`: a better parser re-scores old runs with no new calls. Returns
+    the lines, how many were re-read and how many changed; a line whose answer is not among
+    `answers` keeps its verdict."""
     from judges.errors import UserError
 
     from .verdicts import parse
 
+    shown = {j.key: len(j.comparison.shown) for j in judged}
+    verdicts: dict[str, Verdict] = {}
+    shared: dict[Verdict, Verdict] = {}  # one object per distinct verdict, as in a run
+    for key, c in answers:
+        try:
+            v = parse(parser, c, shown[key])
+        except KeyError as e:
+            raise UserError(f"the run's parser cannot be used: {e.args[0]}") from None
+        verdicts[key] = shared.setdefault(v, v)
     out, read, changed = [], 0, 0
-    memo: dict[tuple[str, int], Any] = {}
     for j in judged:
-        c = completions.get(j.key)
-        if c is None:
+        verdict = verdicts.get(j.key)
+        if verdict is None:
             out.append(j)
             continue
-        n = len(j.comparison.shown)
-        if (j.key, n) not in memo:
-            try:
-                memo[j.key, n] = parse(parser, c, n)
-            except KeyError as e:
-                raise UserError(f"the run's parser cannot be used: {e.args[0]}") from None
-        verdict = memo[j.key, n]
         read += 1
         changed += verdict != j.verdict
         out.append(replace(j, verdict=verdict))
@@ -501,20 +507,21 @@ def rebuild(
     judged = read_judged(run_dir)
     items = items_of_run(manifest, judged, data)
     cache = cache_dir or cache_dir_of(manifest)
-    completions: Mapping[str, Completion] = {}
+    in_cache: set[str] = set()
+    read = changed = 0
+    parser = (manifest.get("template") or {}).get("parser")
     if cache is not None and cache.is_dir():
         from judges.cache import CacheStore
 
         with CacheStore(cache) as store:
-            completions = store.get_many(j.key for j in judged)
-    read = changed = 0
-    parser = (manifest.get("template") or {}).get("parser")
-    if reparse_answers and parser and completions:
-        judged, read, changed = reparse(judged, str(parser), completions)
+            in_cache = store.present(j.key for j in judged)
+            if reparse_answers and parser:
+                # streamed: a full run's 31k answers are never held at once
+                judged, read, changed = reparse(judged, str(parser), store.stream(in_cache))
     rule = ties or str(manifest.get("ties") or "strict")
     scores = score(items, judged, ties=rule, bootstrap=bootstrap, seed=seed)  # type: ignore[arg-type]
     paths = write_reports(
-        run_dir, scores, manifest=manifest, items=items, judged=judged, completions=completions
+        run_dir, scores, manifest=manifest, items=items, judged=judged, cache_dir=cache
     )
-    missing = sum(1 for j in judged if j.key not in completions)
+    missing = sum(1 for j in judged if j.key not in in_cache)
     return Rebuilt(scores, paths, read, changed, missing)
