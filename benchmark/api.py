@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
 import functools
 import hashlib
 import json
@@ -27,7 +25,7 @@ from judges.cache import CacheStore
 from judges.errors import UserError
 
 from . import manifest as mf
-from .data import Item, Selection, load, outline
+from .data import Item, Selection, load, outline, return_freed_memory
 from .plan import BonStrategy, Orders, plan
 from .results import JudgedComparison
 from .runner import (
@@ -290,7 +288,7 @@ async def arun(
             prepared.release()
             if from_disk:
                 items = outline(items)
-                _return_freed_memory()
+                return_freed_memory()
             judged = judge_comparisons(prepared, outcome, store, tpl.parser, identity)
         finally:
             store.close()
@@ -351,13 +349,6 @@ async def arun(
         )
     result.wall_s = time.monotonic() - t0
     return result
-
-
-def _return_freed_memory() -> None:
-    """Give the heap pages just freed back to the OS (glibc): the texts were malloc'd one by one,
-    and Python's own allocator takes new memory from fresh arenas, never from those pages."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _write_jsonl(path: Path, judged: Sequence[JudgedComparison]) -> None:

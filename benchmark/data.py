@@ -4,6 +4,7 @@ validation that names the file, the record and the field, and seeded, stable sel
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fnmatch
 import functools
 import gc
@@ -127,8 +128,16 @@ def _outline(r: Response) -> Response:
 
 def outline(items: Iterable[Item]) -> list[Item]:
     """Items without their texts (uids, categories, candidate ids and models kept). Once a run
-    has its answers, scoring needs no text: the full RMB's texts are 43 MB of its peak memory."""
+    has its answers, scoring needs no text: the full RMB's texts are 43 MB of its peak memory.
+    Drop the full items, then call `return_freed_memory`."""
     return [it.without_texts() for it in items]
+
+
+def return_freed_memory() -> None:
+    """Give the heap pages just freed back to the OS (glibc): the texts were malloc'd one by one,
+    and Python's own allocator takes new memory from fresh arenas, never from those pages."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 PREFERRED = {"chosen", "best"}  # the candidate id a correct judge prefers

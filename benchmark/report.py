@@ -18,7 +18,7 @@ import orjson
 
 from judges.base import Completion
 
-from .data import Item, Selection
+from .data import Item, Selection, outline, return_freed_memory
 from .results import JudgedComparison
 from .scoring import SUBSET_NAMES, GroupScore, ItemResult, Scores
 from .stats import Interval
@@ -329,15 +329,20 @@ def _items_by_uid(items: Iterable[Item], wanted: Sequence[ItemResult]) -> dict[s
     return {it.uid: it for it in items if it.uid in uids}
 
 
-def example_items(manifest: Mapping[str, Any], wanted: Sequence[ItemResult]) -> dict[str, Item]:
-    """The `wanted` items read again from the run's dataset, parsing only the file where each
-    one's category lives (a run drops its texts once it has its answers, see `data.outline`)."""
+def recorded_source(manifest: Mapping[str, Any]) -> Path | None:
+    """The dataset a run read, if it is still there."""
+    recorded = (manifest.get("data") or {}).get("source")
+    return Path(str(recorded)) if recorded and Path(str(recorded)).exists() else None
+
+
+def example_items(source: Path | None, wanted: Sequence[ItemResult]) -> dict[str, Item]:
+    """The `wanted` items read again from the dataset at `source`, parsing only the file where
+    each one's category lives (a run drops its texts once it has its answers: `data.outline`)."""
     from judges.errors import UserError
 
     from .data import dataset_root, load
 
-    source = Path(str((manifest.get("data") or {}).get("source") or ""))
-    if not wanted or not str(source) or not source.exists():
+    if not wanted or source is None or not source.exists():
         return {}
     files = {source}
     if source.is_dir():
@@ -362,14 +367,15 @@ def write_reports(
     judged: Sequence[JudgedComparison] | None = None,
     completions: Mapping[str, Completion] | None = None,
     cache_dir: Path | None = None,
+    data: Path | None = None,
 ) -> list[Path]:
     """Write report.json, report.md and report.html into `run_dir`; return their paths.
 
     What is not passed is read from the run directory: the manifest, comparisons.jsonl, and
     (for the HTML's worked examples) the judge's raw answers from `cache_dir`, else from the
-    run's cache. Without
-    items, the examples' items are read again from the run's dataset (only the files that hold
-    them); without that either, examples show the judge's answers but not the conversation."""
+    run's cache. Items with texts are needed only for the examples: without `items`, those few
+    are read again from `data`, else from the run's dataset (only the files that hold them);
+    without either, examples show the judge's answers but not the conversation."""
     from .report_html import collect_examples, prompt_renderer, render_html
 
     run_dir = Path(run_dir)
@@ -383,7 +389,7 @@ def write_reports(
         judged or (),
         items=functools.partial(_items_by_uid, items)
         if items is not None
-        else functools.partial(example_items, manifest),
+        else functools.partial(example_items, data or recorded_source(manifest)),
         completions=completions,
         cache_dir=cache_dir or cache_dir_of(manifest),
         render=prompt_renderer(manifest),
@@ -424,27 +430,29 @@ def _selection_of(manifest: Mapping[str, Any]) -> Selection | None:
         return None
 
 
-def items_of_run(
-    manifest: Mapping[str, Any], judged: Sequence[JudgedComparison], data: Path | None
-) -> list[Item]:
-    """The run's items: the dataset (`data`, else the manifest's source) under the run's
-    selection; without a selection, the items its comparisons name."""
+def run_source(manifest: Mapping[str, Any], data: Path | None) -> Path:
+    """The dataset to score a run against: `data`, else the one the run read, else the default
+    (`--data`, `$RMB_DATA`, a fetched copy)."""
     from judges.errors import UserError
 
+    source = data or recorded_source(manifest)
+    if source is not None:
+        return source
+    from .selection_args import data_source
+
+    try:
+        return Path(data_source(argparse.Namespace(data=None)))
+    except UserError as e:
+        raise UserError(f"the run's dataset is not available ({e}); pass --data") from None
+
+
+def items_of_run(
+    manifest: Mapping[str, Any], judged: Sequence[JudgedComparison], source: Path
+) -> list[Item]:
+    """The run's items in `source`: under the run's selection; without a selection, the items
+    its comparisons name."""
     from .data import load
 
-    source = data
-    if source is None:
-        recorded = (manifest.get("data") or {}).get("source")
-        if recorded and Path(str(recorded)).exists():
-            source = Path(str(recorded))
-    if source is None:
-        from .selection_args import data_source
-
-        try:
-            source = data_source(argparse.Namespace(data=None))
-        except UserError as e:
-            raise UserError(f"the run's dataset is not available ({e}); pass --data") from None
     items = load(source)
     selection = _selection_of(manifest)
     if selection is not None:
@@ -505,7 +513,10 @@ def rebuild(
         raise UserError(f"{run_dir}: not a run directory (no {COMPARISONS_FILE})")
     manifest = read_manifest(run_dir)
     judged = read_judged(run_dir)
-    items = items_of_run(manifest, judged, data)
+    source = run_source(manifest, data)
+    # scoring needs no text; the report's few examples read theirs again from `source`
+    items = outline(items_of_run(manifest, judged, source))
+    return_freed_memory()
     cache = cache_dir or cache_dir_of(manifest)
     in_cache: set[str] = set()
     read = changed = 0
@@ -521,7 +532,7 @@ def rebuild(
     rule = ties or str(manifest.get("ties") or "strict")
     scores = score(items, judged, ties=rule, bootstrap=bootstrap, seed=seed)  # type: ignore[arg-type]
     paths = write_reports(
-        run_dir, scores, manifest=manifest, items=items, judged=judged, cache_dir=cache
+        run_dir, scores, manifest=manifest, judged=judged, cache_dir=cache, data=source
     )
     missing = sum(1 for j in judged if j.key not in in_cache)
     return Rebuilt(scores, paths, read, changed, missing)

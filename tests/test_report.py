@@ -242,6 +242,23 @@ def test_examples_are_read_again_from_the_files_of_their_categories(
 
     picked = [rmb_items[0], rmb_items[len(rmb_items) // 2], rmb_items[-1]]
     wanted = [ItemResult(it.uid, it.category, "duel", 0.0) for it in picked]
-    got = example_items({"data": {"source": str(rmb_dir)}}, wanted)
+    got = example_items(rmb_dir, wanted)
     assert got == {it.uid: it for it in picked}
-    assert example_items({"data": {"source": str(rmb_dir / "gone")}}, wanted) == {}
+    assert example_items(rmb_dir / "gone", wanted) == {}
+
+
+def test_rebuilt_examples_read_their_texts_from_the_data_given(
+    tmp_path: Path, finished_run: tuple[Path, list[JudgedComparison]], rmb_dir: Path
+) -> None:
+    """`rmb report` scores outlines of the items (no texts); the examples' conversations come
+    from the dataset: the recorded one, or `--data` when that one has moved."""
+    run_dir, _ = finished_run
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["data"] = {**manifest.get("data", {}), "source": str(tmp_path / "gone")}
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    (moved / COMPARISONS_FILE).write_text((run_dir / COMPARISONS_FILE).read_text())
+    rebuild(moved, data=rmb_dir, bootstrap=0)
+    html = (moved / "report.html").read_text()
+    assert "<h4>Conversation</h4>" in html and "conversation not shown" not in html
