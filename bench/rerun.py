@@ -55,6 +55,9 @@ print(wall, ru.ru_maxrss, ru.ru_utime + ru.ru_stime, os.waitstatus_to_exitcode(s
 def timed(cmd: list[str]) -> Timed:
     """Run cmd; its wall time, peak RSS and CPU (that child alone)."""
     env = {**os.environ, KEY_ENV: "sk-bench-loopback"}
+    # as a user's shell runs it: Python caches its bytecode (the warming run writes it). Some
+    # sandboxes set PYTHONDONTWRITEBYTECODE, which compiles the package afresh at every start
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     with tempfile.TemporaryFile("w+") as err:
         out = subprocess.run(
             [sys.executable, "-S", "-c", _SPAWN, *cmd],
