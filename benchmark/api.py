@@ -296,7 +296,7 @@ async def arun(
         if owned:
             await the_judge.aclose()
 
-    del prepared
+    del prepared  # its index of keys (MBs on the full RMB) is not needed past judging
     _write_jsonl(run_dir / COMPARISONS_FILE, judged)
     c = outcome.counters
     result = RunResult(
