@@ -14,7 +14,7 @@ from typing import Any
 
 from .base import ChatRequest, Completion, JudgeOptions, Usage
 from .errors import JudgeSetupError
-from .http_judge import SDK_HTTP, HttpJudge, MemoURL, resolve_key
+from .http_judge import SDK_HTTP, HttpJudge, MemoURL
 
 HOSTED_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"  # the lean transport's anthropic-version header (the SDK sends its own)
@@ -87,6 +87,8 @@ def _sdk() -> tuple[Any, type]:
 class AnthropicJudge(HttpJudge):
     provider = "anthropic"
     hosted_url = HOSTED_URL
+    key_env = KEY_ENV
+    example_model = "claude-haiku-4-5"
     path = "/v1/messages"
     sdk = staticmethod(_sdk)
 
@@ -105,10 +107,6 @@ class AnthropicJudge(HttpJudge):
 
 
 def build(model: str, options: JudgeOptions, *, sdk_http: str = SDK_HTTP) -> AnthropicJudge:
-    if not model:
-        raise JudgeSetupError("anthropic: name a model, e.g. --judge anthropic:claude-haiku-4-5")
     if options.top_logprobs is not None:
         raise JudgeSetupError(NO_LOGPROBS)
-    hosted = not options.base_url or options.base_url.rstrip("/") == HOSTED_URL
-    api_key, hint = resolve_key("anthropic", KEY_ENV, options, hosted=hosted)
-    return AnthropicJudge(model, options, api_key, hint, sdk_http)
+    return AnthropicJudge.build(model, options, sdk_http=sdk_http)

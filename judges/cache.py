@@ -165,11 +165,7 @@ class CacheStore:
     def stream(self, keys: Iterable[str]) -> Iterator[tuple[str, Completion]]:
         """`get_many` a chunk at a time: a full-RMB rerun reads 31k answers and keeps only
         their verdicts, never all the answers at once."""
-        keys = list(dict.fromkeys(keys))
-        for i in range(0, len(keys), _CHUNK):
-            chunk = keys[i : i + _CHUNK]
-            sql = f"SELECT key, completion FROM completions WHERE key IN ({','.join('?' * len(chunk))})"
-            rows = self._read(sql, chunk)
+        for _, rows in self._select("key, completion", keys):
             try:
                 decoded = [(key, Completion.from_dict(_loads(raw))) for key, raw in rows]
             except (ValueError, KeyError, TypeError) as e:
@@ -179,15 +175,21 @@ class CacheStore:
 
     def present(self, keys: Iterable[str]) -> set[str]:
         """Which of those keys have an answer stored (nothing is decoded)."""
-        keys = list(dict.fromkeys(keys))
         out: set[str] = set()
-        for i in range(0, len(keys), _CHUNK):
-            chunk = keys[i : i + _CHUNK]
-            sql = f"SELECT key FROM completions WHERE key IN ({','.join('?' * len(chunk))})"
-            found = {key for (key,) in self._read(sql, chunk)}
+        for chunk, rows in self._select("key", keys):
+            found = {key for (key,) in rows}
             # the caller's key objects, not SQLite's copies (31k keys held twice cost 3.5 MB)
             out.update(k for k in chunk if k in found)
         return out
+
+    def _select(self, columns: str, keys: Iterable[str]) -> Iterator[tuple[list[str], list[Any]]]:
+        """(keys, rows) of `SELECT columns` for the distinct `keys`, a chunk of keys at a time."""
+        keys = list(dict.fromkeys(keys))
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT {columns} FROM completions WHERE key IN ({marks})"
+            yield chunk, self._read(sql, chunk)
 
     def _read(self, sql: str, args: Sequence[Any]) -> list[Any]:
         try:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import ModuleType
-from typing import Any
+from typing import Any, Self
 
 import orjson
 
@@ -301,16 +301,33 @@ class HttpJudge:
 
     provider: str  # "openai" | "anthropic"
     hosted_url: str  # the provider's own API (no identity base_url, SDK transport by default)
+    key_env: str  # where its key is looked for by default
+    example_model: str  # named in the error for a spec without a model
     path: str  # what every request posts to, under the base URL
     key_hint = "the API key environment variable"
     client: Any  # the SDK client, made at the first request (see `sdk`)
 
+    @classmethod
+    def build(cls, model: str, options: JudgeOptions, *, sdk_http: str = SDK_HTTP) -> Self:
+        """The judge for `provider:model`, its key resolved (a hosted API needs one).
+        `sdk_http`: the SDK's own HTTP client ("aiohttp" or "httpx", see bench/transport.py),
+        used when the transport is the SDK."""
+        if not model:
+            raise JudgeSetupError(
+                f"{cls.provider}: name a model, e.g. --judge {cls.provider}:{cls.example_model}"
+            )
+        hosted = cls._base_url_of(options) == cls.hosted_url
+        api_key, hint = resolve_key(cls.provider, cls.key_env, options, hosted=hosted)
+        return cls(model, options, api_key, hint, sdk_http)
+
+    @classmethod
+    def _base_url_of(cls, options: JudgeOptions) -> str:
+        return (options.base_url or cls.hosted_url).rstrip("/")
+
     def __init__(
         self, model: str, options: JudgeOptions, api_key: str, key_hint: str, sdk_http: str
     ) -> None:
-        """`sdk_http`: the SDK's own HTTP client ("aiohttp" or "httpx", see bench/transport.py),
-        used when the transport is the SDK."""
-        base_url = (options.base_url or self.hosted_url).rstrip("/")
+        base_url = self._base_url_of(options)
         self.hosted = base_url == self.hosted_url
         self.identity = JudgeIdentity(self.provider, model, "" if self.hosted else base_url)
         self.options = options

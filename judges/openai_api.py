@@ -19,7 +19,7 @@ from .base import (
     Usage,
 )
 from .errors import JudgeSetupError
-from .http_judge import SDK_HTTP, HttpJudge, MemoURL, resolve_key
+from .http_judge import SDK_HTTP, HttpJudge, MemoURL
 
 HOSTED_URL = "https://api.openai.com/v1"
 KEY_ENV = "OPENAI_API_KEY"
@@ -103,6 +103,8 @@ def _sdk() -> tuple[Any, type]:
 class OpenAIJudge(HttpJudge):
     provider = "openai"
     hosted_url = HOSTED_URL
+    key_env = KEY_ENV
+    example_model = "gpt-4o-mini"
     path = "/chat/completions"
     sdk = staticmethod(_sdk)
 
@@ -117,10 +119,4 @@ class OpenAIJudge(HttpJudge):
 
 
 def build(model: str, options: JudgeOptions, *, sdk_http: str = SDK_HTTP) -> OpenAIJudge:
-    """`sdk_http`: the SDK's own HTTP client ("aiohttp" or "httpx", see bench/transport.py),
-    used when `options.transport` picks the SDK."""
-    if not model:
-        raise JudgeSetupError("openai: name a model, e.g. --judge openai:gpt-4o-mini")
-    hosted = not options.base_url or options.base_url.rstrip("/") == HOSTED_URL
-    api_key, hint = resolve_key("openai", KEY_ENV, options, hosted=hosted)
-    return OpenAIJudge(model, options, api_key, hint, sdk_http)
+    return OpenAIJudge.build(model, options, sdk_http=sdk_http)
