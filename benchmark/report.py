@@ -518,21 +518,25 @@ def rebuild(
     items = outline(items_of_run(manifest, judged, source))
     return_freed_memory()
     cache = cache_dir or cache_dir_of(manifest)
-    in_cache: set[str] = set()
     read = changed = 0
+    missing = len(judged)
     parser = (manifest.get("template") or {}).get("parser")
     if cache is not None and cache.is_dir():
         from judges.cache import CacheStore
 
         with CacheStore(cache) as store:
-            in_cache = store.present(j.key for j in judged)
+            keys = (j.key for j in judged)
             if reparse_answers and parser:
-                # streamed: a full run's 31k answers are never held at once
-                judged, read, changed = reparse(judged, str(parser), store.stream(in_cache))
+                # streamed: a full run's 31k answers are never held at once; a line not re-read
+                # has no answer in the cache
+                judged, read, changed = reparse(judged, str(parser), store.stream(keys))
+                missing = len(judged) - read
+            else:
+                in_cache = store.present(keys)
+                missing = sum(1 for j in judged if j.key not in in_cache)
     rule = ties or str(manifest.get("ties") or "strict")
     scores = score(items, judged, ties=rule, bootstrap=bootstrap, seed=seed)  # type: ignore[arg-type]
     paths = write_reports(
         run_dir, scores, manifest=manifest, judged=judged, cache_dir=cache, data=source
     )
-    missing = sum(1 for j in judged if j.key not in in_cache)
     return Rebuilt(scores, paths, read, changed, missing)

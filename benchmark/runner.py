@@ -567,7 +567,7 @@ def judge_comparisons(
 
     for key, c in outcome.answers.items():
         digest(key, c)
-    for key, c in store.stream(k for k in prepared.first if k in outcome.from_cache):
+    for key, c in store.stream(outcome.from_cache):
         digest(key, c)
     if gone := outcome.from_cache - answered.keys():
         raise UserError(
