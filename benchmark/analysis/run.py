@@ -1,0 +1,71 @@
+"""All the analyses of one run, from what a run directory holds: its judged comparisons, the
+item results scoring made of them, and the items' facts (lengths, writers)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..data import Item
+from ..results import JudgedComparison
+from ..scoring import Scores, vote_all
+from .calibration import Calibration, duel_calibration
+from .duels import duels
+from .facts import ItemFacts
+from .generators import GeneratorAnalysis, generator_analysis
+from .length import UNIT, LengthAnalysis, length_analysis
+from .position import PositionAnalysis, position_analysis
+from .samples import SamplesPoint, majority_curve
+
+
+@dataclass(frozen=True, slots=True)
+class RunAnalysis:
+    # None when the run has no two-answer comparison (listwise, pointwise)
+    length: LengthAnalysis | None
+    position: PositionAnalysis | None
+    generators: GeneratorAnalysis | None
+    # None when no verdict carried probabilities
+    calibration: Calibration | None
+    # empty unless the run took several samples per comparison
+    samples: list[SamplesPoint]
+
+    def to_dict(self) -> dict[str, Any]:
+        def d(x: Any) -> Any:
+            return x.to_dict() if x is not None else None
+
+        return {
+            "length_unit": UNIT,
+            "length": d(self.length),
+            "position": d(self.position),
+            "generators": d(self.generators),
+            "calibration": d(self.calibration),
+            "samples": [p.to_dict() for p in self.samples],
+        }
+
+
+def analyse_run(
+    items: Sequence[Item],
+    facts: Mapping[str, ItemFacts],
+    judged: Sequence[JudgedComparison],
+    scores: Scores,
+    *,
+    judge: str | None = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> RunAnalysis:
+    """`items` may be outlines (no texts): the lengths come from `facts`."""
+    voted, _ = vote_all(judged)
+    ds = duels(voted, facts)
+    tie = 0.5 if scores.ties == "half" else 0.0
+    return RunAnalysis(
+        length=length_analysis(ds, tie=tie, bootstrap=bootstrap, seed=seed) if ds else None,
+        position=position_analysis(ds, scores.items, bootstrap=bootstrap, seed=seed)
+        if ds
+        else None,
+        generators=generator_analysis(ds, judge, bootstrap=bootstrap, seed=seed) if ds else None,
+        calibration=duel_calibration(ds, bootstrap=bootstrap, seed=seed),
+        samples=majority_curve(
+            items, judged, ties=scores.ties, bootstrap=bootstrap, seed=seed
+        ),
+    )
