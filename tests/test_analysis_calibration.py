@@ -58,7 +58,6 @@ def test_auroc_extremes() -> None:
     assert calibration([], []) is None
 
 
-
 @pytest.mark.parametrize("case", [CALIBRATED, OVERCONFIDENT])
 def test_from_a_run_with_probabilities(case: tuple[list[float], list[bool]]) -> None:
     confidence, right = case

@@ -101,7 +101,7 @@ def auroc(conf: np.ndarray, right: np.ndarray) -> float | None:
     if pos == 0 or neg == 0:
         return None
     # mid-ranks: tied confidences share the mean of their ranks
-    values, inverse, counts = np.unique(conf, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(conf, return_inverse=True, return_counts=True)
     upper = np.cumsum(counts)
     mid = upper - (counts - 1) / 2
     rank_sum = float(mid[inverse][right].sum())

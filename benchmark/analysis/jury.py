@@ -87,7 +87,9 @@ def _mean_prob(votes: Sequence[Verdict]) -> Verdict:
     )
 
 
-def jury(members: Sequence[Member], rule: JuryRule = "majority", *, shared: bool = False) -> Verdicts:
+def jury(
+    members: Sequence[Member], rule: JuryRule = "majority", *, shared: bool = False
+) -> Verdicts:
     """The jury's judged comparisons (one sample each, in the first member's order)."""
     if rule not in JURY_RULES:
         raise JuryError(f"--rule must be one of {', '.join(JURY_RULES)}, not {rule!r}")
@@ -135,7 +137,8 @@ def jury(members: Sequence[Member], rule: JuryRule = "majority", *, shared: bool
         out.judged.append(
             JudgedComparison(
                 comparison=Comparison(key[0], key[1], key[2], key[3]),  # type: ignore[arg-type]
-                key="jury:" + hashlib.sha256("\n".join(sorted(j.key for j in paid)).encode()).hexdigest(),
+                key="jury:"
+                + hashlib.sha256("\n".join(sorted(j.key for j in paid)).encode()).hexdigest(),
                 verdict=verdict,
                 finish_reason="stop",
                 input_tokens=sum(j.input_tokens for j in paid),
@@ -145,4 +148,3 @@ def jury(members: Sequence[Member], rule: JuryRule = "majority", *, shared: bool
             )
         )
     return out
-

@@ -5,6 +5,7 @@ the selected items): only runs over the same items are ranked against each other
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -131,7 +132,11 @@ def leaderboard(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> list[BoardG
         m = report.get("manifest") or {}
         data = m.get("data") or {}
         row = board_row(run, report)
-        key = str(data.get("items_hash") or f"unknown:{run}")
+        # runs from before items were hashed: the same selection of the same number of items
+        key = str(
+            data.get("items_hash")
+            or json.dumps([data.get("items"), m.get("selection")], sort_keys=True, default=str)
+        )
         groups[key].append((row, selection_text(m, int(data.get("items") or row.items))))
     out = [
         BoardGroup(key, rows[0][1], sorted((r for r, _ in rows), key=_rank_key))

@@ -65,7 +65,5 @@ def analyse_run(
         else None,
         generators=generator_analysis(ds, judge, bootstrap=bootstrap, seed=seed) if ds else None,
         calibration=duel_calibration(ds, bootstrap=bootstrap, seed=seed),
-        samples=majority_curve(
-            items, judged, ties=scores.ties, bootstrap=bootstrap, seed=seed
-        ),
+        samples=majority_curve(items, judged, ties=scores.ties, bootstrap=bootstrap, seed=seed),
     )

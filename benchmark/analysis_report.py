@@ -1,0 +1,356 @@
+"""The analyses of a run as report sections: the same facts for report.md (tables) and
+report.html (tables and inline SVG charts)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from html import escape
+
+from .analysis.calibration import Calibration
+from .analysis.duels import RATIO_BINS
+from .analysis.estimate import Estimate
+from .analysis.generators import GeneratorAnalysis, family
+from .analysis.length import UNIT, LengthAnalysis
+from .analysis.position import PositionAnalysis
+from .analysis.run import RunAnalysis
+from .analysis.samples import SamplesPoint
+from .analysis_plots import Dot, Point, dot_chart, xy_chart
+from .stats import Interval
+
+
+@dataclass
+class Table:
+    id: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    # sentences; a warning starts with "**" (bold in Markdown, red in HTML)
+    lines: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    charts: list[str] = field(default_factory=list)  # SVG, HTML only
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def ci_text(ci: Interval | None, as_pct: bool = True) -> str:
+    if ci is None:
+        return "–"
+    f = pct if as_pct else (lambda v: f"{v:.3f}")
+    return f"[{f(ci.low)}, {f(ci.high)}]"
+
+
+def est_cells(e: Estimate, as_pct: bool = True) -> list[str]:
+    value = (pct(e.value) if as_pct else f"{e.value:.3f}") if e.value is not None else "–"
+    return [value, ci_text(e.ci, as_pct), f"{e.n:,}"]
+
+
+def bars(
+    named: Sequence[tuple[str, Estimate]],
+) -> list[tuple[str, float | None, Interval | None, int]]:
+    return [(name, e.value, e.ci, e.n) for name, e in named]
+
+
+# ---------------------------------------------------------------- sections
+
+
+def length_section(a: LengthAnalysis) -> Section:
+    from .report_html import bar_chart
+
+    s = Section("length", f"Length ({UNIT})")
+    s.lines.append(
+        f"Over the {a.comparisons:,} two-answer comparisons (after the vote over samples); "
+        f"{a.equal_length:,} showed two equally long answers. The dataset prefers the longer "
+        f"answer in {pct(a.preferred_longer)} of the others: a judge blind to length picks the "
+        "longer answer about that often. Intervals: 95% bootstrap over comparisons."
+    )
+    pl = a.picks_longer
+    if pl.ci is not None and a.preferred_longer is not None and pl.value is not None:
+        if pl.ci.low > a.preferred_longer:
+            s.lines.append(
+                f"**The judge prefers the longer answer: it picks it in {pct(pl.value)} of its "
+                f"choices {ci_text(pl.ci)}, where the dataset prefers it in "
+                f"{pct(a.preferred_longer)}.**"
+            )
+        elif pl.ci.high < a.preferred_longer:
+            s.lines.append(
+                f"**The judge prefers the shorter answer: it picks the longer one in "
+                f"{pct(pl.value)} of its choices {ci_text(pl.ci)}, where the dataset prefers it "
+                f"in {pct(a.preferred_longer)}.**"
+            )
+    s.tables.append(
+        Table(
+            "length-table",
+            ["Measure", "Value", "95% CI", "Comparisons"],
+            [
+                ["Picks the longer answer", *est_cells(pl)],
+                ["Accuracy, preferred answer longer", *est_cells(a.accuracy_preferred_longer)],
+                ["Accuracy, preferred answer shorter", *est_cells(a.accuracy_preferred_shorter)],
+            ],
+        )
+    )
+    ratio = [(b, a.by_ratio[b]) for b in RATIO_BINS if b in a.by_ratio]
+    s.tables.append(
+        Table(
+            "length-ratio-table",
+            ["chars(preferred) / chars(other)", "Accuracy", "95% CI", "Comparisons"],
+            [[b, *est_cells(e)] for b, e in ratio],
+        )
+    )
+    if a.picks_longer_by_subset:
+        s.tables.append(
+            Table(
+                "length-subsets-table",
+                ["Subset", "Picks the longer answer", "95% CI", "Choices"],
+                [[k, *est_cells(e)] for k, e in a.picks_longer_by_subset.items()],
+            )
+        )
+    s.charts.append(
+        bar_chart(
+            bars([("All comparisons", pl), *a.picks_longer_by_subset.items()]),
+            chart_id="chart-length-longer",
+            title="Share of choices that went to the longer answer",
+        )
+    )
+    s.charts.append(
+        bar_chart(
+            bars([(f"ratio {b}", e) for b, e in ratio]),
+            chart_id="chart-length-ratio",
+            title="Accuracy by chars(preferred) / chars(other)",
+        )
+    )
+    return s
+
+
+def position_section(p: PositionAnalysis) -> Section:
+    from .report_html import bar_chart
+
+    s = Section("position", "Position")
+    s.lines.append(
+        f"Picks A: {pct(p.picks_first.value)} {ci_text(p.picks_first.ci)} of "
+        f"{p.picks_first.n:,} two-answer choices went to the answer shown first. "
+        f"The verdict flips with the order for {pct(p.flips.value)} {ci_text(p.flips.ci)} of "
+        f"the {p.flips.n:,} items judged in several orders. By length ratio, a position bias "
+        "stays flat; a length bias rises with chars(A) / chars(B)."
+    )
+    by_length = [(b, p.by_length[b]) for b in RATIO_BINS if b in p.by_length]
+    s.tables.append(
+        Table(
+            "position-length-table",
+            ["chars(A) / chars(B)", "Picks A", "95% CI", "Choices"],
+            [[b, *est_cells(e)] for b, e in by_length],
+        )
+    )
+    s.tables.append(
+        Table(
+            "position-scenarios-table",
+            ["Scenario", "Picks A", "95% CI", "Choices"],
+            [[k, *est_cells(e)] for k, e in p.by_scenario.items()],
+        )
+    )
+    s.charts.append(
+        bar_chart(
+            bars([(f"ratio {b}", e) for b, e in by_length]),
+            chart_id="chart-position-length",
+            title="Picks A by chars(A) / chars(B)",
+        )
+    )
+    return s
+
+
+def generators_section(g: GeneratorAnalysis) -> Section:
+    s = Section("generators", "Generators")
+    s.lines.append(
+        "Each answer's writer (RMB's llm_name): how often the judge preferred its answers (a "
+        "tie is half) against how often the dataset does, over the two-answer comparisons with a "
+        "valid verdict. Intervals: 95% bootstrap over comparisons."
+    )
+    sp = g.self_preference
+    if sp is not None:
+        line = (
+            f"Self-preference ({sp.family} judge, {sp.comparisons:,} comparisons with exactly one "
+            f"{sp.family} answer): the judge picks it in {pct(sp.judge_picks_own.value)} "
+            f"{ci_text(sp.judge_picks_own.ci)}, the dataset prefers it in "
+            f"{pct(sp.dataset_prefers_own)}; excess {100 * sp.excess:+.1f} points"
+            + (
+                f" [{100 * sp.excess_ci.low:+.1f}, {100 * sp.excess_ci.high:+.1f}]."
+                if sp.excess_ci
+                else "."
+            )
+        )
+        if sp.excess_ci is not None and sp.excess_ci.low > 0:
+            line = f"**{line}**"
+        s.lines.append(line)
+    elif g.judge_family:
+        s.lines.append(f"No answer here was written by the judge's family ({g.judge_family}).")
+    s.tables.append(
+        Table(
+            "generators-table",
+            ["Generator", "Family", "Judge win rate", "95% CI", "Comparisons", "Dataset win rate"],
+            [
+                [r.model, family(r.model), *est_cells(r.judge_wins), pct(r.dataset_wins)]
+                for r in g.generators
+            ],
+        )
+    )
+    s.charts.append(
+        dot_chart(
+            [
+                Dot(r.model, r.judge_wins.value, r.judge_wins.ci, r.dataset_wins, r.comparisons)
+                for r in g.generators
+            ],
+            chart_id="chart-generators",
+            title="Win rate of each generator's answers",
+            legend="dot: under the judge (95% CI); bar: in the dataset",
+        )
+    )
+    return s
+
+
+def calibration_section(c: Calibration) -> Section:
+    s = Section("calibration", "Calibration")
+    sel = ", ".join(f"{pct(a)} at {cov:.0%} coverage" for cov, a in c.selective.items())
+    s.lines.append(
+        f"Over the {c.comparisons:,} comparisons whose verdict gave probabilities: confidence "
+        f"(the probability of the chosen answer) {pct(c.mean_confidence)} on average, accuracy "
+        f"{pct(c.accuracy)}. ECE {c.ece:.3f}; Brier score {c.brier.value:.3f} "
+        f"{ci_text(c.brier.ci, as_pct=False)}; AUROC of confidence for being right "
+        + (f"{c.auroc:.3f}" if c.auroc is not None else "– (all right or all wrong)")
+        + f". Answering only the most confident: {sel}."
+    )
+    s.tables.append(
+        Table(
+            "reliability-table",
+            ["Confidence bin", "Comparisons", "Mean confidence", "Accuracy"],
+            [
+                [f"{b.low:.2f}–{b.high:.2f}", f"{b.n:,}", pct(b.confidence), pct(b.accuracy)]
+                for b in c.bins
+            ],
+        )
+    )
+    s.charts.append(
+        xy_chart(
+            [
+                Point(
+                    b.confidence,
+                    b.accuracy,
+                    n=b.n,
+                    tip=f"{b.low:.2f}–{b.high:.2f}: confidence {b.confidence:.3f}, "
+                    f"accuracy {b.accuracy:.3f}, n={b.n}",
+                )
+                for b in c.bins
+            ],
+            chart_id="chart-reliability",
+            title="Reliability diagram (dashed: perfectly calibrated)",
+            x_label="confidence of the chosen answer",
+            y_label="accuracy",
+            x_range=(0.5, 1.0),
+            x_ticks=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+            diagonal=True,
+        )
+    )
+    return s
+
+
+def samples_section(points: Sequence[SamplesPoint]) -> Section:
+    s = Section("samples", "Majority of samples")
+    subsets = list(points[0].subsets)
+    s.lines.append(
+        "Accuracy (Overall) when each comparison is decided by the majority of its first k "
+        "samples, scored as a run with --samples k would be; an even k can split into a tie."
+    )
+    s.tables.append(
+        Table(
+            "samples-table",
+            ["k", "Overall", "95% CI", *subsets],
+            [
+                [
+                    str(p.k),
+                    "–" if p.accuracy is None else f"{p.accuracy:.3f}",
+                    ci_text(p.ci, as_pct=False),
+                    *("–" if p.subsets.get(n) is None else f"{p.subsets[n]:.3f}" for n in subsets),
+                ]
+                for p in points
+            ],
+        )
+    )
+    s.charts.append(
+        xy_chart(
+            [
+                Point(p.k, p.accuracy, p.ci, tip=f"k={p.k}: {p.accuracy:.3f}")
+                for p in points
+                if p.accuracy is not None
+            ],
+            chart_id="chart-samples",
+            title="Overall accuracy by number of samples voted",
+            x_label="samples voted (k)",
+            y_label="Overall accuracy",
+            x_range=(0.5, len(points) + 0.5),
+            x_ticks=[p.k for p in points],
+        )
+    )
+    return s
+
+
+def analysis_sections(a: RunAnalysis) -> list[Section]:
+    out = []
+    if a.length is not None:
+        out.append(length_section(a.length))
+    if a.position is not None:
+        out.append(position_section(a.position))
+    if a.generators is not None and a.generators.generators:
+        out.append(generators_section(a.generators))
+    if a.calibration is not None:
+        out.append(calibration_section(a.calibration))
+    if a.samples:
+        out.append(samples_section(a.samples))
+    return out
+
+
+# ---------------------------------------------------------------- renderers
+
+
+def sections_markdown(sections: Sequence[Section]) -> str:
+    from .report import md_table
+
+    parts: list[str] = []
+    for s in sections:
+        parts += [f"## {s.title}", ""]
+        for line in s.lines:
+            parts += [line, ""]
+        for t in s.tables:
+            parts += [md_table(t.header, t.rows), ""]
+    return "\n".join(parts)
+
+
+def sections_html(sections: Sequence[Section]) -> str:
+    def para(line: str) -> str:
+        if line.startswith("**"):
+            return f'<p class="warn">{escape(line.strip("*"))}</p>'
+        return f"<p>{escape(line)}</p>"
+
+    def table(t: Table) -> str:
+        head = "".join(f"<th>{escape(h)}</th>" for h in t.header)
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in t.rows
+        )
+        return (
+            f'<div class="scroll"><table id="{escape(t.id)}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>"
+        )
+
+    return "".join(
+        f'<section class="analysis" id="{escape(s.id)}"><h2>{escape(s.title)}</h2>'
+        + "".join(map(para, s.lines))
+        + "".join(s.charts)
+        + "".join(map(table, s.tables))
+        + "</section>"
+        for s in sections
+    )
