@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
-from .analysis.calibration import Calibration
+from .analysis.calibration import Calibration, MarginRanking
 from .analysis.duels import RATIO_BINS
 from .analysis.estimate import Estimate
 from .analysis.generators import GeneratorAnalysis, family
@@ -259,6 +259,20 @@ def calibration_section(c: Calibration) -> Section:
     return s
 
 
+def margin_section(m: MarginRanking) -> Section:
+    s = Section("rating-margin", "Confidence of the ratings")
+    sel = ", ".join(f"{pct(a)} at {cov:.0%} coverage" for cov, a in m.selective.items())
+    s.lines.append(
+        "A rating is no probability, so there is no reliability diagram; but the gap between an "
+        "item's top rating and the runner-up's should be wider where the judge is right. Over "
+        f"{m.items:,} items rated in full: accuracy {pct(m.accuracy)} (the preferred answer "
+        "alone on top); AUROC of the gap for being right "
+        + (f"{m.auroc:.3f}" if m.auroc is not None else "– (all right or all wrong)")
+        + f"; answering only the widest gaps: {sel}."
+    )
+    return s
+
+
 def samples_section(points: Sequence[SamplesPoint]) -> Section:
     s = Section("samples", "Majority of samples")
     subsets = list(points[0].subsets)
@@ -309,6 +323,8 @@ def analysis_sections(a: RunAnalysis) -> list[Section]:
         out.append(generators_section(a.generators))
     if a.calibration is not None:
         out.append(calibration_section(a.calibration))
+    if a.rating_margin is not None:
+        out.append(margin_section(a.rating_margin))
     if a.samples:
         out.append(samples_section(a.samples))
     return out

@@ -85,3 +85,29 @@ def test_no_probabilities_no_calibration() -> None:
     items = [item("x")]
     voted, _ = vote_all(judge(items, lambda it, c: pick(c, "chosen")))
     assert duel_calibration(duels(voted, item_facts(items))) is None
+
+
+def test_rating_margins_rank_right_items_above_wrong_ones() -> None:
+    from benchmark.analysis.calibration import margin_ranking, rating_margins
+    from benchmark.plan import plan
+    from benchmark.results import JudgedComparison
+
+    # (chosen, rejected) ratings: gaps 6 (right), 3 (right), 1 (wrong), 0 (tie: wrong)
+    ratings = {"pair:0": (9, 3), "pair:1": (7, 4), "pair:2": (5, 6), "pair:3": (5, 5)}
+    items = [item(str(i)) for i in range(4)]
+    judged = [
+        JudgedComparison(
+            c,
+            c.id,
+            Verdict("score", score=ratings[c.item_uid][c.shown[0] == "rejected"]),
+            "stop",
+        )
+        for c in plan(items, "pointwise")
+    ]
+    voted, _ = vote_all(judged)
+    gaps, right = rating_margins(voted, item_facts(items))
+    assert sorted(zip(gaps, right, strict=True)) == [(0, False), (1, False), (3, True), (6, True)]
+    ranking = margin_ranking(gaps, right)
+    assert ranking is not None
+    assert ranking.items == 4 and ranking.accuracy == 0.5
+    assert ranking.auroc == 1.0 and ranking.selective[0.5] == 1.0

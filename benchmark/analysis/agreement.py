@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..data import Category
-from ..scoring import Voted, scenario_name
+from ..results import JudgedComparison
+from ..scoring import Voted, scenario_name, vote_all
 
 
 def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float | None:
@@ -111,3 +112,12 @@ def agreement(
         [_kappa(k, v) for k, v in sorted(by_scenario.items())],
         invalid,
     )
+
+
+def runs_agreement(
+    a: Sequence[JudgedComparison],
+    b: Sequence[JudgedComparison],
+    categories: Mapping[str, Category],
+) -> Agreement:
+    """`agreement` of two runs' comparisons.jsonl lines, each run voted over its samples."""
+    return agreement(vote_all(a)[0], vote_all(b)[0], categories)

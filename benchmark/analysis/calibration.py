@@ -12,18 +12,24 @@ answer. Over those comparisons:
   confidence shared across the cut counts with its group's mean accuracy, so the answer does not
   depend on the order of ties).
 
-A pointwise rating is no probability: a rating template gets none of this."""
+A pointwise rating is no probability, so a rating template gets only the measures that need a
+ranking, not a probability: its confidence in an item is the gap between its top rating and the
+runner-up's (the answer it "chose" is the one rated highest), it is right when that is the
+preferred answer alone, and AUROC and selective accuracy are computed on that gap."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..scoring import Voted
 from .duels import Duel
+from .facts import ItemFacts
 from .estimate import Estimate, estimate
 
 COVERAGES = (0.5, 0.8)
@@ -162,3 +168,59 @@ def duel_calibration(
         conf.append(p_pick)
         right.append(d.pick == d.item.preferred)
     return calibration(conf, right, bootstrap=bootstrap, seed=seed)
+
+
+@dataclass(frozen=True, slots=True)
+class MarginRanking:
+    """How well a rating judge's margin ranks its right items above its wrong ones."""
+
+    items: int  # item × variant rated in full
+    accuracy: float
+    auroc: float | None
+    selective: dict[float, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "items": self.items,
+            "accuracy": self.accuracy,
+            "auroc": self.auroc,
+            "selective": {f"{c:g}": a for c, a in self.selective.items()},
+        }
+
+
+def rating_margins(
+    voted: Mapping[str, Sequence[Voted]], facts: Mapping[str, ItemFacts]
+) -> tuple[list[float], list[bool]]:
+    """Per item and variant whose every answer got a rating: the gap between the top rating
+    and the runner-up's, and whether the preferred answer alone is on top."""
+    gaps: list[float] = []
+    right: list[bool] = []
+    for uid, vs in voted.items():
+        item = facts.get(uid)
+        if item is None:
+            continue
+        by_variant: dict[int, dict[str, float]] = defaultdict(dict)
+        for v in vs:
+            c = v.comparison
+            if c.kind == "pointwise" and v.verdict.kind == "score" and v.verdict.score is not None:
+                by_variant[c.variant][c.shown[0]] = v.verdict.score
+        for ratings in by_variant.values():
+            if set(ratings) != set(item.answers):
+                continue
+            top, second = sorted(ratings.values(), reverse=True)[:2]
+            gaps.append(top - second)
+            right.append(ratings[item.preferred] == top > second)
+    return gaps, right
+
+
+def margin_ranking(gaps: Sequence[float], right: Sequence[bool]) -> MarginRanking | None:
+    if not gaps:
+        return None
+    g = np.asarray(gaps, dtype=float)
+    r = np.asarray(right, dtype=bool)
+    return MarginRanking(
+        len(g),
+        float(r.mean()),
+        auroc(g, r),
+        {cov: selective_accuracy(g, r, cov) for cov in COVERAGES},
+    )

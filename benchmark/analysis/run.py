@@ -10,7 +10,13 @@ from typing import Any
 from ..data import Item
 from ..results import JudgedComparison
 from ..scoring import Scores, vote_all
-from .calibration import Calibration, duel_calibration
+from .calibration import (
+    Calibration,
+    MarginRanking,
+    duel_calibration,
+    margin_ranking,
+    rating_margins,
+)
 from .duels import duels
 from .facts import ItemFacts
 from .generators import GeneratorAnalysis, generator_analysis
@@ -27,6 +33,8 @@ class RunAnalysis:
     generators: GeneratorAnalysis | None
     # None when no verdict carried probabilities
     calibration: Calibration | None
+    # pointwise ratings: how well the rating gap ranks right items above wrong ones
+    rating_margin: MarginRanking | None
     # empty unless the run took several samples per comparison
     samples: list[SamplesPoint]
 
@@ -40,6 +48,7 @@ class RunAnalysis:
             "position": d(self.position),
             "generators": d(self.generators),
             "calibration": d(self.calibration),
+            "rating_margin": d(self.rating_margin),
             "samples": [p.to_dict() for p in self.samples],
         }
 
@@ -65,5 +74,6 @@ def analyse_run(
         else None,
         generators=generator_analysis(ds, judge, bootstrap=bootstrap, seed=seed) if ds else None,
         calibration=duel_calibration(ds, bootstrap=bootstrap, seed=seed),
+        rating_margin=margin_ranking(*rating_margins(voted, facts)),
         samples=majority_curve(items, judged, ties=scores.ties, bootstrap=bootstrap, seed=seed),
     )
