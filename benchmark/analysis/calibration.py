@@ -29,8 +29,8 @@ import numpy as np
 
 from ..scoring import Voted
 from .duels import Duel
-from .facts import ItemFacts
 from .estimate import Estimate, estimate
+from .facts import ItemFacts
 
 COVERAGES = (0.5, 0.8)
 
