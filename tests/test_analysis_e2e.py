@@ -1,0 +1,45 @@
+"""The analyses end to end: the real runner and openai SDK against the loopback judge on real
+RMB items. A judge told to prefer the longer answer shows it in the report's length section;
+a judge that answers by a hash of the request does not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from test_report_e2e import real_subset  # noqa: F401  (a fixture)
+from test_runner import go
+
+
+def test_length_section_shows_a_length_biased_judge(
+    loopback: Any,
+    tmp_path: Path,
+    real_subset: Path,  # noqa: F811
+) -> None:
+    loopback.configure(policy="longer")
+    run = go(loopback, real_subset, tmp_path)
+    assert run.status == "complete"
+    report = json.loads((run.run_dir / "report.json").read_text())
+    length = report["analysis"]["length"]
+    assert report["analysis"]["length_unit"] == "characters"
+    # every choice between answers of different length went to the longer one
+    assert length["picks_longer"]["value"] == 1.0
+    assert length["picks_longer"]["n"] == run.comparisons - length["equal_length"]
+    assert length["accuracy_preferred_longer"]["value"] == 1.0
+    assert length["accuracy_preferred_shorter"]["value"] == 0.0
+    assert 0 < length["preferred_longer"] < 1
+    md = (run.run_dir / "report.md").read_text()
+    assert "## Length (characters)" in md
+    assert "**The judge prefers the longer answer: it picks it in 100.0% of its choices" in md
+    html = (run.run_dir / "report.html").read_text()
+    assert '<section class="analysis" id="length">' in html
+    assert 'id="chart-length-longer"' in html and "The judge prefers the longer answer" in html
+
+    # the same items under a judge blind to length: no such finding
+    loopback.configure(policy="hash")
+    fair = go(loopback, real_subset, tmp_path, template="pairwise-tie")
+    fair_report = json.loads((fair.run_dir / "report.json").read_text())
+    picks = fair_report["analysis"]["length"]["picks_longer"]
+    assert 0.2 < picks["value"] < 0.8
+    assert "prefers the longer answer" not in (fair.run_dir / "report.md").read_text()
