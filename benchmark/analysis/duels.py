@@ -4,6 +4,7 @@ generator analyses count."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -78,4 +79,4 @@ RATIO_BINS = ("< 0.5", "0.5–0.8", "0.8–1.25", "1.25–2", "≥ 2")
 
 
 def ratio_bin(r: float) -> str:
-    return RATIO_BINS[sum(r >= e for e in RATIO_EDGES)]
+    return RATIO_BINS[bisect_right(RATIO_EDGES, r)]

@@ -7,6 +7,7 @@ difference over those comparisons). Intervals: seeded bootstrap over comparisons
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ _FAMILIES = (
 )
 
 
+@functools.lru_cache(maxsize=1024)  # a few dozen writers, met ~100k times in a full run
 def family(model: str) -> str:
     """'gpt-4o-mini-2024-07-18' → 'gpt', 'Mixtral-8x7B-Instruct-v0.1' → 'mistral'; a judge
     spec ('openai:gpt-4o', 'local:/m/SmolLM2.gguf') is read by its model part."""
