@@ -24,6 +24,8 @@ class Table:
     id: str
     header: list[str]
     rows: list[list[str]]
+    # HTML: behind a click (long lists such as every scenario)
+    collapsed: bool = False
 
 
 @dataclass
@@ -153,6 +155,7 @@ def position_section(p: PositionAnalysis) -> Section:
             "position-scenarios-table",
             ["Scenario", "Picks A", "95% CI", "Choices"],
             [[k, *est_cells(e)] for k, e in p.by_scenario.items()],
+            collapsed=True,
         )
     )
     s.charts.append(
@@ -357,10 +360,16 @@ def sections_html(sections: Sequence[Section]) -> str:
         rows = "".join(
             "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in t.rows
         )
-        return (
+        html = (
             f'<div class="scroll"><table id="{escape(t.id)}"><thead><tr>{head}</tr></thead>'
             f"<tbody>{rows}</tbody></table></div>"
         )
+        if t.collapsed:
+            html = (
+                f"<details><summary>{escape(t.header[0])}: {len(t.rows):,} rows</summary>"
+                f'<div class="body">{html}</div></details>'
+            )
+        return html
 
     return "".join(
         f'<section class="analysis" id="{escape(s.id)}"><h2>{escape(s.title)}</h2>'
