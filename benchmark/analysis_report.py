@@ -60,6 +60,22 @@ def bars(
     return [(name, e.value, e.ci, e.n) for name, e in named]
 
 
+def estimates_table(
+    table_id: str,
+    header: tuple[str, str, str],
+    named: Sequence[tuple[str, Estimate]],
+    collapsed: bool = False,
+) -> Table:
+    """Rows of name, estimate, interval and count (header: name, measure, units)."""
+    name, measure, units = header
+    return Table(
+        table_id,
+        [name, measure, "95% CI", units],
+        [[k, *est_cells(e)] for k, e in named],
+        collapsed,
+    )
+
+
 # ---------------------------------------------------------------- sections
 
 
@@ -100,18 +116,18 @@ def length_section(a: LengthAnalysis) -> Section:
     )
     ratio = [(b, a.by_ratio[b]) for b in RATIO_BINS if b in a.by_ratio]
     s.tables.append(
-        Table(
+        estimates_table(
             "length-ratio-table",
-            ["chars(preferred) / chars(other)", "Accuracy", "95% CI", "Comparisons"],
-            [[b, *est_cells(e)] for b, e in ratio],
+            ("chars(preferred) / chars(other)", "Accuracy", "Comparisons"),
+            ratio,
         )
     )
     if a.picks_longer_by_subset:
         s.tables.append(
-            Table(
+            estimates_table(
                 "length-subsets-table",
-                ["Subset", "Picks the longer answer", "95% CI", "Choices"],
-                [[k, *est_cells(e)] for k, e in a.picks_longer_by_subset.items()],
+                ("Subset", "Picks the longer answer", "Choices"),
+                list(a.picks_longer_by_subset.items()),
             )
         )
     s.charts.append(
@@ -144,17 +160,15 @@ def position_section(p: PositionAnalysis) -> Section:
     )
     by_length = [(b, p.by_length[b]) for b in RATIO_BINS if b in p.by_length]
     s.tables.append(
-        Table(
-            "position-length-table",
-            ["chars(A) / chars(B)", "Picks A", "95% CI", "Choices"],
-            [[b, *est_cells(e)] for b, e in by_length],
+        estimates_table(
+            "position-length-table", ("chars(A) / chars(B)", "Picks A", "Choices"), by_length
         )
     )
     s.tables.append(
-        Table(
+        estimates_table(
             "position-scenarios-table",
-            ["Scenario", "Picks A", "95% CI", "Choices"],
-            [[k, *est_cells(e)] for k, e in p.by_scenario.items()],
+            ("Scenario", "Picks A", "Choices"),
+            list(p.by_scenario.items()),
             collapsed=True,
         )
     )
