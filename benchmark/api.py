@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
-import hashlib
 import json
 import os
 import time
@@ -26,7 +24,7 @@ from judges.errors import UserError
 
 from . import manifest as mf
 from .data import Item, Selection, load, outline, return_freed_memory
-from .plan import BonStrategy, Orders, plan
+from .plan import BonStrategy, Comparison, Orders, plan
 from .results import JudgedComparison
 from .runner import (
     Prepared,
@@ -117,35 +115,26 @@ def estimate(prepared: Prepared, hits: set[str], judge: Judge) -> Estimate:
     )
 
 
-@functools.cache
-def _code_stamp() -> str:
-    """Hash of the code that turns a comparison into request bytes (rendering, request
-    building, key): saved keys from before a change to it are not trusted."""
-    import judges.base
-    import prompts.templates
-
-    from . import runner
-
-    h = hashlib.sha256()
-    for module in (judges.base, prompts.templates, runner):
-        h.update(Path(str(module.__file__)).read_bytes())
-    return h.hexdigest()
-
-
-def _saved_keys(path: Path, digest: str, n: int) -> list[str] | None:
-    """Keys an earlier run with the very same inputs and code computed (a rerun renders nothing)."""
+def _saved_keys(path: Path, digest: str, comparisons: Sequence[Comparison]) -> list[str] | None:
+    """Keys an earlier run with the very same inputs computed, each checked against the id of
+    the comparison it was saved beside (a rerun renders nothing but `prepare`'s spot check)."""
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(saved, dict) or saved.get("inputs") != digest:
         return None
-    keys = saved.get("keys") if saved.get("code") == _code_stamp() else None
-    if not isinstance(keys, list) or len(keys) != n:
+    pairs = saved.get("keys")
+    if not isinstance(pairs, list) or len(pairs) != len(comparisons):
         return None
     # one string per distinct key (a full run's 46k lines name 31k keys)
     distinct: dict[str, str] = {}
-    return [distinct.setdefault(k, k) for k in keys]
+    keys: list[str] = []
+    for comparison, pair in zip(comparisons, pairs, strict=True):
+        if not (isinstance(pair, list) and len(pair) == 2 and pair[0] == comparison.id):
+            return None  # comparison i is no longer what it was when its key was saved
+        keys.append(distinct.setdefault(pair[1], pair[1]))
+    return keys
 
 
 async def arun(
@@ -229,7 +218,7 @@ async def arun(
         )
         rid = run_id or mf.run_id(identity, tpl.name, digest)
         run_dir = Path(runs_dir) / rid
-        known = _saved_keys(run_dir / KEYS_FILE, digest, len(comparisons))
+        known = _saved_keys(run_dir / KEYS_FILE, digest, comparisons)
         prepared = prepare(items, comparisons, tpl, identity, options, known_keys=known)
         store = CacheStore(cache_dir)
         try:
@@ -247,9 +236,9 @@ async def arun(
                     estimate=est,
                 )
             run_dir.mkdir(parents=True, exist_ok=True)
-            if known is None:
-                saved = {"inputs": digest, "code": _code_stamp(), "keys": prepared.keys}
-                mf.write_json(run_dir / KEYS_FILE, saved)
+            if not prepared.keys_reused:
+                pairs = [[c.id, k] for c, k in zip(comparisons, prepared.keys, strict=True)]
+                mf.write_json(run_dir / KEYS_FILE, {"inputs": digest, "keys": pairs})
             manifest: dict[str, Any] = {
                 "run_id": rid,
                 "inputs": digest,

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import signal
 import sys
 import time
@@ -38,6 +39,8 @@ from .results import JudgedComparison
 from .verdicts import FIRST_TOKEN_PARSERS, Verdict
 
 log = logging.getLogger(__name__)
+# comparisons rendered again on a rerun to prove the saved keys still hold
+SPOT_CHECKS = 32
 
 
 class TemplateLike(Protocol):
@@ -90,6 +93,8 @@ class Prepared:
     render: Callable[[int], ChatRequest]
     # the template's verdict is its first token: an answer stopped at the token limit is complete
     cut_ok: bool = False
+    # the keys are an earlier run's, which passed the spot check (nothing was rendered for them)
+    keys_reused: bool = False
 
     def request(self, key: str) -> ChatRequest:
         return self.render(self.first[key])
@@ -113,7 +118,8 @@ def prepare(
     known_keys: Sequence[str] | None = None,
 ) -> Prepared:
     """Keys for all comparisons. `known_keys` (saved by an earlier run with the same inputs)
-    skips rendering; otherwise every comparison is rendered once here."""
+    skips rendering if a spot check of them holds; otherwise every comparison is rendered once
+    here."""
     comparisons = list(comparisons)
     by_uid = {it.uid: it for it in items}
     memo: dict[tuple[str, tuple[str, ...]], tuple[Message, ...]] = {}
@@ -143,7 +149,8 @@ def prepare(
             response_format=template.response_format,
         )
 
-    if known_keys is not None and len(known_keys) == len(comparisons):
+    reused = known_keys is not None and _still_hold(known_keys, render, identity)
+    if known_keys is not None and reused:
         keys = list(known_keys)
     else:
         keys = [cache_key(identity, render(i)) for i in range(len(comparisons))]
@@ -151,7 +158,18 @@ def prepare(
     for i, k in enumerate(keys):
         first.setdefault(k, i)
     cut_ok = template.parser in FIRST_TOKEN_PARSERS
-    return Prepared(comparisons, keys, first, render, cut_ok)
+    return Prepared(comparisons, keys, first, render, cut_ok, reused)
+
+
+def _still_hold(
+    keys: Sequence[str], render: Callable[[int], ChatRequest], identity: JudgeIdentity
+) -> bool:
+    """Whether saved keys are still what the comparisons render to, by rendering a seeded sample
+    of them again: a change to a template, Jinja, request building or the key shows here,
+    wherever in the code it was made."""
+    n = len(keys)
+    picked = random.Random(f"{n}:{keys[0] if n else ''}").sample(range(n), min(n, SPOT_CHECKS))
+    return all(cache_key(identity, render(i)) == keys[i] for i in picked)
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:
