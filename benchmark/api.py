@@ -18,15 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec
 
-from judges.base import Judge, JudgeOptions, Usage
-from judges.cache import CacheStore
-from judges.errors import UserError
-
-from . import manifest as mf
-from .data import Item, Selection, load, outline, return_freed_memory
-from .plan import BonStrategy, Comparison, Orders, plan
-from .results import JudgedComparison
-from .runner import (
+from benchmark import rundir as mf
+from benchmark.runner.execute import (
     Prepared,
     TemplateLike,
     cost_of,
@@ -36,6 +29,13 @@ from .runner import (
     prepare,
     price_known,
 )
+from judges.base import Judge, JudgeOptions, Usage
+from judges.cache import CacheStore
+from judges.errors import UserError
+
+from .data import Item, Selection, load, outline, return_freed_memory
+from .plan import BonStrategy, Comparison, Orders, plan
+from .results import JudgedComparison
 
 COMPARISONS_FILE = "comparisons.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -81,7 +81,7 @@ def _load_items(
     data: str | Path | Sequence[Item] | None, selection: Selection
 ) -> tuple[list[Item], str]:
     if data is None:
-        from .selection_args import data_source
+        from benchmark.commands.selection_args import data_source
 
         data = data_source(argparse.Namespace(data=None))
     if isinstance(data, str | Path):
@@ -302,7 +302,7 @@ async def arun(
         spent_usd=c.spent_usd,
     )
     if outcome.status == "complete":
-        from .scoring import score
+        from benchmark.scoring.items import score
 
         result.scores = score(items, judged, ties=ties, bootstrap=bootstrap, seed=seed)  # type: ignore[arg-type]
     manifest.update(
@@ -326,7 +326,7 @@ async def arun(
         manifest["resume"] = resume_hint
     mf.write_json(run_dir / MANIFEST_FILE, manifest)
     if result.scores is not None:
-        from .report import write_reports
+        from benchmark.reporting.report import write_reports
 
         result.reports = write_reports(
             run_dir,

@@ -213,7 +213,7 @@ def _front_matter(source: str, where: str) -> dict[str, Any]:
 
 def _check_parser(meta: dict[str, Any], where: str) -> None:
     # imported here: benchmark.verdicts sits downstream of prompts in the flow
-    from benchmark.verdicts import PARSER_MODES
+    from prompts.parsers import PARSER_MODES
 
     parser = meta["parser"]
     if parser not in PARSER_MODES:

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.data import DataError, Item, Selection, load, pinned_manifest
-from benchmark.fetch import STAMP, fetch_home
-from benchmark.selection_args import (
+from benchmark.commands.selection_args import (
     add_selection_args,
     data_source,
     load_selected,
     select,
     selection_from_args,
 )
+from benchmark.data import DataError, Item, Selection, load, pinned_manifest
+from benchmark.data.fetch import STAMP, fetch_home
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 
 from benchmark.api import COMPARISONS_FILE, MANIFEST_FILE, RunResult
 from benchmark.results import JudgedComparison
-from benchmark.runner import SPOT_CHECKS
+from benchmark.runner.execute import SPOT_CHECKS
 from judges.base import JudgeIdentity, JudgeOptions, Usage
 from judges.cache import CacheStore
 from judges.registry import build_judge
@@ -364,7 +364,7 @@ def test_cached_rerun_renders_nothing_unless_its_saved_keys_are_stale(
     def counting(self: Template, **kw: Any) -> Any:
         nonlocal renders
         # the runner's renders only (a report renders a few example prompts too)
-        renders += sys._getframe(1).f_code.co_filename.endswith("runner.py")
+        renders += sys._getframe(1).f_code.co_filename.endswith("execute.py")
         return real_render(self, **kw)
 
     monkeypatch.setattr(Template, "render", counting)
@@ -599,7 +599,7 @@ def test_batch_judge_gets_chunks_and_each_is_committed(loopback: Any, tmp_path: 
 
 
 def test_progress_bar_shows_the_counters() -> None:
-    from benchmark.runner import Counters, ProgressView
+    from benchmark.runner.execute import Counters, ProgressView
     from judges.base import JudgeStats
 
     class J:

@@ -129,8 +129,8 @@ def demo_items(
 
 def demo_data(data: Path | None) -> Path:
     """--data, else $RMB_DATA, else the fetched copy, else fetch it now."""
-    from benchmark.fetch import FetchError, fetch_dataset, fetch_home
-    from benchmark.selection_args import data_source
+    from benchmark.commands.selection_args import data_source
+    from benchmark.data.fetch import FetchError, fetch_dataset, fetch_home
 
     try:
         return data_source(argparse.Namespace(data=data))

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmark.commands.selection_args import add_selection_args, data_source, selection_from_args
 from judges.base import JudgeOptions
 from judges.errors import UserError
 
 from ..config import KEYS, load_run_config
 from ..plan import BON_STRATEGIES, ORDERS
-from ..selection_args import add_selection_args, data_source, selection_from_args
 
 EXIT_INTERRUPTED, EXIT_BUDGET = 130, 3
 _J = JudgeOptions()
@@ -276,8 +276,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def print_paper_table(run_dir: Path, scores: Any) -> None:
     """The RMB paper's row for this run: the four subsets and Overall, with 95% intervals."""
-    from ..report import md_table, paper_row, read_manifest, run_label
-    from ..scoring import SUBSET_NAMES
+    from benchmark.reporting.report import md_table, paper_row, read_manifest, run_label
+    from benchmark.scoring.items import SUBSET_NAMES
 
     label = run_label(read_manifest(run_dir))
     print(md_table(["Judge × template", *SUBSET_NAMES, "Overall"], [[label, *paper_row(scores)]]))

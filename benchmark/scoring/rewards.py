@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark.data import BoNItem, Item, load
+from benchmark.scoring.items import ItemResult, Scores, Ties, aggregate, rank_score
 from judges.errors import UserError
-
-from .data import BoNItem, Item, load
-from .scoring import ItemResult, Scores, Ties, aggregate, rank_score
 
 
 class RewardsError(UserError):
@@ -167,7 +166,7 @@ def score_rewards_file(
     if data is None:
         import argparse
 
-        from .selection_args import data_source
+        from benchmark.commands.selection_args import data_source
 
         data = data_source(argparse.Namespace(data=None))
     items = load(data)
@@ -177,7 +176,7 @@ def score_rewards_file(
     label = name or path.stem
     outcome = RewardsOutcome(label, scores, warnings=warnings)
     if out is not None:
-        from .report import write_reports
+        from benchmark.reporting.report import write_reports
 
         manifest = {
             "run_id": path.name,

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
-from .data import DataError, Dataset, Goal, Item, Selection, SetName, load_dataset
-from .fetch import verified_dataset
+from benchmark.data import DataError, Dataset, Goal, Item, Selection, SetName, load_dataset
+from benchmark.data.fetch import verified_dataset
 
 DATA_ENV = "RMB_DATA"
 

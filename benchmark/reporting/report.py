@@ -16,13 +16,12 @@ from typing import Any
 
 import orjson
 
+from benchmark.data import Item, Selection, outline, return_freed_memory
+from benchmark.results import JudgedComparison
+from benchmark.scoring.items import SUBSET_NAMES, GroupScore, ItemResult, Scores
+from benchmark.scoring.stats import Interval
 from judges.base import Completion
-
-from .data import Item, Selection, outline, return_freed_memory
-from .results import JudgedComparison
-from .scoring import SUBSET_NAMES, GroupScore, ItemResult, Scores
-from .stats import Interval
-from .verdicts import Verdict
+from prompts.parsers import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -338,9 +337,8 @@ def recorded_source(manifest: Mapping[str, Any]) -> Path | None:
 def example_items(source: Path | None, wanted: Sequence[ItemResult]) -> dict[str, Item]:
     """The `wanted` items read again from the dataset at `source`, parsing only the file where
     each one's category lives (a run drops its texts once it has its answers: `data.outline`)."""
+    from benchmark.data import dataset_root, load
     from judges.errors import UserError
-
-    from .data import dataset_root, load
 
     if not wanted or source is None or not source.exists():
         return {}
@@ -376,7 +374,7 @@ def write_reports(
     run's cache. Items with texts are needed only for the examples: without `items`, those few
     are read again from `data`, else from the run's dataset (only the files that hold them);
     without either, examples show the judge's answers but not the conversation."""
-    from .report_html import collect_examples, prompt_renderer, render_html
+    from benchmark.reporting.html import collect_examples, prompt_renderer, render_html
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -438,7 +436,7 @@ def run_source(manifest: Mapping[str, Any], data: Path | None) -> Path:
     source = data or recorded_source(manifest)
     if source is not None:
         return source
-    from .selection_args import data_source
+    from benchmark.commands.selection_args import data_source
 
     try:
         return Path(data_source(argparse.Namespace(data=None)))
@@ -451,7 +449,7 @@ def items_of_run(
 ) -> list[Item]:
     """The run's items in `source`: under the run's selection; without a selection, the items
     its comparisons name."""
-    from .data import load
+    from benchmark.data import load
 
     items = load(source)
     selection = _selection_of(manifest)
@@ -469,8 +467,7 @@ def reparse(
     the lines, how many were re-read and how many changed; a line whose answer is not among
     `answers` keeps its verdict."""
     from judges.errors import UserError
-
-    from .verdicts import parse
+    from prompts.parsers import parse
 
     shown = {j.key: len(j.comparison.shown) for j in judged}
     verdicts: dict[str, Verdict] = {}
@@ -504,9 +501,8 @@ def rebuild(
     reparse_answers: bool = True,
 ) -> Rebuilt:
     """`rmb report RUN`: score a run again from its comparisons.jsonl and the cache alone."""
+    from benchmark.scoring.items import score
     from judges.errors import UserError
-
-    from .scoring import score
 
     run_dir = Path(run_dir)
     if not (run_dir / COMPARISONS_FILE).is_file():

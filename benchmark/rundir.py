@@ -16,9 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmark.data import Item
 from judges.base import JudgeIdentity, JudgeOptions
-
-from .data import Item
 
 # JudgeOptions fields that change answers (and so the run); the rest only shape sending
 ANSWER_FIELDS = ("temperature", "max_tokens", "seed", "top_logprobs", "system_prompt")

@@ -21,9 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from benchmark.data import DATASET_DIR, Manifest, ManifestFile, pinned_manifest
 from judges.errors import UserError
-
-from .data import DATASET_DIR, Manifest, ManifestFile, pinned_manifest
 
 URL_ENV = "RMB_ARCHIVE_URL"
 ARCHIVE_URL = "https://codeload.github.com/{repo}/tar.gz/{commit}"

@@ -20,6 +20,9 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from benchmark.data import Category, Item
+from benchmark.plan import Comparison
+from benchmark.results import JudgedComparison
 from judges.base import (
     ChatRequest,
     Completion,
@@ -32,11 +35,7 @@ from judges.base import (
 )
 from judges.cache import CacheStore
 from judges.errors import UserError
-
-from .data import Category, Item
-from .plan import Comparison
-from .results import JudgedComparison
-from .verdicts import FIRST_TOKEN_PARSERS, Verdict
+from prompts.parsers import FIRST_TOKEN_PARSERS, Verdict
 
 log = logging.getLogger(__name__)
 # comparisons rendered again on a rerun to prove the saved keys still hold
@@ -559,7 +558,7 @@ def judge_comparisons(
     Each distinct answer is parsed once and only what the lines need is kept: cached answers
     are streamed from the store, so a full-RMB rerun never holds 31k raw answers at once."""
     if parse is None:
-        from .verdicts import parse as parse_verdict
+        from prompts.parsers import parse as parse_verdict
 
         parse = parse_verdict
     # key -> (verdict, finish_reason, input tokens, output tokens, cost, latency, attempts)

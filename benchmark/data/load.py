@@ -386,9 +386,9 @@ DATASET_DIR = "RMB_dataset"
 
 @functools.cache
 def pinned_manifest() -> Manifest:
-    """The 98 files of the RMB commit this package is pinned to (benchmark/rmb_manifest.json)."""
-    raw = resources.files("benchmark").joinpath("rmb_manifest.json").read_bytes()
-    return Manifest.from_json(orjson.loads(raw), "benchmark/rmb_manifest.json")
+    """The 98 files of the RMB commit this package is pinned to (benchmark/data/rmb_manifest.json)."""
+    raw = resources.files("benchmark.data").joinpath("rmb_manifest.json").read_bytes()
+    return Manifest.from_json(orjson.loads(raw), "benchmark/data/rmb_manifest.json")
 
 
 # ---------------------------------------------------------------- loading files
