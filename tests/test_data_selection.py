@@ -18,6 +18,7 @@ from benchmark.commands.selection_args import (
 )
 from benchmark.data import DataError, Item, Selection, load, pinned_manifest
 from benchmark.data.fetch import STAMP, fetch_home
+from judges.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +51,9 @@ def test_flags_to_selection() -> None:
 
 
 def test_bad_flags() -> None:
-    with pytest.raises(DataError, match=r"--set: unknown value 'pair'; choose from pairwise, bon"):
+    with pytest.raises(UserError, match=r"--set: unknown value 'pair'; choose from pairwise, bon"):
         selection_from_args(_args("--set", "pair"))
-    with pytest.raises(DataError, match="--goal: unknown value"):
+    with pytest.raises(UserError, match="--goal: unknown value"):
         selection_from_args(_args("--goal", "honesty"))
     with pytest.raises(SystemExit):
         _args("--limit", "0")

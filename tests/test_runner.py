@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from benchmark.api import COMPARISONS_FILE, MANIFEST_FILE, RunResult
+from benchmark.options import RunOptions
 from benchmark.results import JudgedComparison
-from benchmark.runner.execute import SPOT_CHECKS
+from benchmark.runner.prepare import SPOT_CHECKS
 from judges.base import JudgeIdentity, JudgeOptions, Usage
 from judges.cache import CacheStore
 from judges.registry import build_judge
@@ -91,24 +92,23 @@ def answered(srv: Any) -> int:
 def go(
     srv: Any, data: Path, tmp: Path, *, concurrency: int = 32, template: str = "pairwise", **kw: Any
 ) -> RunResult:
-    opts = JudgeOptions(concurrency=concurrency, temperature=kw.pop("temperature", 0.0))
-    judge = make_judge(srv.openai_base_url, opts)
+    options = RunOptions(
+        template=template,
+        data=data,
+        concurrency=concurrency,
+        temperature=kw.pop("temperature", 0.0),
+        cache_dir=tmp / "cache",
+        runs_dir=tmp / "runs",
+        bootstrap=50,
+        **kw,
+    )
+    judge = make_judge(srv.openai_base_url, options.judge_options())
 
     async def main() -> RunResult:
         from benchmark.api import arun
 
         try:
-            return await arun(
-                judge,
-                template,
-                data=data,
-                options=opts,
-                cache_dir=tmp / "cache",
-                runs_dir=tmp / "runs",
-                bootstrap=50,
-                handle_signals=False,
-                **kw,
-            )
+            return await arun(options, judge=judge, handle_signals=False)
         finally:
             await judge.aclose()
 
@@ -364,7 +364,7 @@ def test_cached_rerun_renders_nothing_unless_its_saved_keys_are_stale(
     def counting(self: Template, **kw: Any) -> Any:
         nonlocal renders
         # the runner's renders only (a report renders a few example prompts too)
-        renders += sys._getframe(1).f_code.co_filename.endswith("execute.py")
+        renders += sys._getframe(1).f_code.co_filename.endswith("prepare.py")
         return real_render(self, **kw)
 
     monkeypatch.setattr(Template, "render", counting)
@@ -507,18 +507,16 @@ def test_max_cost_stops_before_the_budget(loopback: Any, tmp_path: Path) -> None
         async def main() -> RunResult:
             judge = PricedAs(make_judge(loopback.openai_base_url, opts))
             try:
-                return await arun(
-                    judge,
-                    "pairwise",
+                options = RunOptions(
                     data=data,
-                    options=opts,
+                    concurrency=opts.concurrency,
                     cache_dir=tmp_path / "c",
                     runs_dir=tmp_path / "r",
                     max_cost=budget,
                     dry_run=dry,
                     bootstrap=50,
-                    handle_signals=False,
                 )
+                return await arun(options, judge=judge, handle_signals=False)
             finally:
                 await judge.aclose()
 
@@ -575,16 +573,14 @@ def test_batch_judge_gets_chunks_and_each_is_committed(loopback: Any, tmp_path: 
     async def main() -> tuple[RunResult, list[int]]:
         judge = Batched(make_judge(loopback.openai_base_url, opts))
         try:
-            r = await arun(
-                judge,
-                "pairwise",
+            options = RunOptions(
                 data=data,
-                options=opts,
+                concurrency=opts.concurrency,
                 cache_dir=tmp_path / "cache",
                 runs_dir=tmp_path / "runs",
                 bootstrap=50,
-                handle_signals=False,
             )
+            r = await arun(options, judge=judge, handle_signals=False)
             return r, judge.batches
         finally:
             await judge.aclose()
@@ -599,7 +595,7 @@ def test_batch_judge_gets_chunks_and_each_is_committed(loopback: Any, tmp_path: 
 
 
 def test_progress_bar_shows_the_counters() -> None:
-    from benchmark.runner.execute import Counters, ProgressView
+    from benchmark.runner.progress import Counters, ProgressView
     from judges.base import JudgeStats
 
     class J:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from benchmark.data import DATASET_DIR, Manifest, ManifestFile, pinned_manifest
+from benchmark.data import DATASET_DIR, DataError, Manifest, ManifestFile, pinned_manifest
 from judges.errors import UserError
 
 URL_ENV = "RMB_ARCHIVE_URL"
@@ -267,3 +267,19 @@ def fetch_dataset(
         )
     stamp.write_text(manifest.commit + "\n")
     return report
+
+
+DATA_ENV = "RMB_DATA"
+
+
+def default_data_source() -> Path:
+    """Where the data is when no --data is given: $RMB_DATA, else the copy `rmb data fetch` made."""
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env)
+    fetched = verified_dataset()
+    if fetched is not None:
+        return fetched
+    raise DataError(
+        f"no dataset: run `rmb data fetch` to download RMB, or pass --data PATH (or set {DATA_ENV})"
+    )

@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -17,7 +15,9 @@ from typing import Any
 import orjson
 
 from benchmark.data import Item, Selection, outline, return_freed_memory
+from benchmark.data.fetch import default_data_source
 from benchmark.results import JudgedComparison
+from benchmark.rundir import COMPARISONS_FILE, MANIFEST_FILE, write_atomic
 from benchmark.scoring.items import SUBSET_NAMES, GroupScore, ItemResult, Scores
 from benchmark.scoring.stats import Interval
 from judges.base import Completion
@@ -25,8 +25,6 @@ from prompts.parsers import Verdict
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FILE = "manifest.json"
-COMPARISONS_FILE = "comparisons.jsonl"
 REPORT_FILES = ("report.json", "report.md", "report.html")
 
 
@@ -315,14 +313,6 @@ def json_chunks(data: Mapping[str, Any], one_per_line: str = "items") -> Iterato
     yield "\n  ]\n}\n"
 
 
-def _write(path: Path, text: str | Iterable[str]) -> None:
-    """Atomic: a reader never sees half a report."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as fh:
-        fh.writelines([text] if isinstance(text, str) else text)
-    os.replace(tmp, path)
-
-
 def _items_by_uid(items: Iterable[Item], wanted: Sequence[ItemResult]) -> dict[str, Item]:
     uids = {r.uid for r in wanted}
     return {it.uid: it for it in items if it.uid in uids}
@@ -393,9 +383,9 @@ def write_reports(
         render=prompt_renderer(manifest),
     )
     paths = [run_dir / name for name in REPORT_FILES]
-    _write(paths[0], json_chunks(report_dict(scores, manifest)))
-    _write(paths[1], markdown(scores, manifest))
-    _write(paths[2], render_html(scores, manifest, examples))
+    write_atomic(paths[0], json_chunks(report_dict(scores, manifest)))
+    write_atomic(paths[1], markdown(scores, manifest))
+    write_atomic(paths[2], render_html(scores, manifest, examples))
     return paths
 
 
@@ -436,10 +426,8 @@ def run_source(manifest: Mapping[str, Any], data: Path | None) -> Path:
     source = data or recorded_source(manifest)
     if source is not None:
         return source
-    from benchmark.commands.selection_args import data_source
-
     try:
-        return Path(data_source(argparse.Namespace(data=None)))
+        return default_data_source()
     except UserError as e:
         raise UserError(f"the run's dataset is not available ({e}); pass --data") from None
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.data import BoNItem, Item, load
+from benchmark.data.fetch import default_data_source
 from benchmark.scoring.items import ItemResult, Scores, Ties, aggregate, rank_score
 from judges.errors import UserError
 
@@ -163,12 +164,7 @@ def score_rewards_file(
     seed: int = 0,
     out: Path | None = None,
 ) -> RewardsOutcome:
-    if data is None:
-        import argparse
-
-        from benchmark.commands.selection_args import data_source
-
-        data = data_source(argparse.Namespace(data=None))
+    data = data or default_data_source()
     items = load(data)
     scores, warnings = score_rewards(
         list(_records(path)), items, ties=ties, bootstrap=bootstrap, seed=seed
