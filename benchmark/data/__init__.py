@@ -3,36 +3,35 @@ and the pinned copy `rmb data fetch` downloads (benchmark.data.fetch).
 
 The records and loaders are re-exported here: `from benchmark.data import Item, load`."""
 
-from .load import (
-    DATASET_DIR,
+from benchmark.perf import return_freed_memory
+
+from .items import (
     PREFERRED,
-    QUIRK_KINDS,
     SUBSETS,
     BoNItem,
     Category,
     DataError,
-    Dataset,
     Goal,
     Item,
+    PairwiseItem,
+    Response,
+    SetName,
+    outline,
+)
+from .load import (
+    DATASET_DIR,
+    Dataset,
     Manifest,
     ManifestFile,
-    PairwiseItem,
-    Quirk,
-    Response,
-    Selection,
-    SetName,
     dataset_files,
     dataset_root,
-    find_quirks,
     load,
     load_dataset,
     load_file,
-    outline,
-    parse_record,
     pinned_manifest,
-    return_freed_memory,
-    stable_rank,
 )
+from .records import QUIRK_KINDS, Quirk, find_quirks, parse_record
+from .selection import Selection, stable_rank
 
 __all__ = [
     "DATASET_DIR",
