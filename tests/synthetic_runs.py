@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from benchmark.data import Category, Item, PairwiseItem, Response
 from benchmark.plan import Comparison, Orders, plan
 from benchmark.results import JudgedComparison
-from benchmark.verdicts import Verdict
 from judges.base import Message
+from prompts.parsers import Verdict
 
 Policy = Callable[[Item, Comparison], Verdict]
 

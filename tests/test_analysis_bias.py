@@ -12,8 +12,8 @@ from benchmark.analysis.length import length_analysis
 from benchmark.analysis.position import position_analysis
 from benchmark.data import Item
 from benchmark.plan import Comparison
-from benchmark.scoring import score, vote_all
-from benchmark.verdicts import Verdict
+from benchmark.scoring.items import score, vote_all
+from prompts.parsers import Verdict
 
 # chars(chosen) / chars(rejected): 2, 1/3, 1.2, 1/2
 ITEMS = [item("a", 200, 100), item("b", 100, 300), item("c", 120, 100), item("d", 50, 100)]

@@ -11,9 +11,9 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..data import Category
-from ..results import JudgedComparison
-from ..scoring import Voted, scenario_name, vote_all
+from benchmark.data import Category
+from benchmark.results import JudgedComparison
+from benchmark.scoring.items import Voted, scenario_name, vote_all
 
 
 def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float | None:

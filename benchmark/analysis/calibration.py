@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from ..scoring import Voted
-from .duels import Duel
-from .estimate import Estimate, estimate
-from .facts import ItemFacts
+from benchmark.analysis.duels import Duel
+from benchmark.analysis.estimate import Estimate, estimate
+from benchmark.analysis.facts import ItemFacts
+from benchmark.scoring.items import Voted
 
 COVERAGES = (0.5, 0.8)
 

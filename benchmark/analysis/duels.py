@@ -8,8 +8,8 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..scoring import Voted
-from .facts import ItemFacts
+from benchmark.analysis.facts import ItemFacts
+from benchmark.scoring.items import Voted
 
 DUEL_KINDS = frozenset({"pairwise", "bon-pairwise"})
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
-from ..stats import Interval, bootstrap_means, percentile_interval, rng_for
+from benchmark.scoring.stats import Interval, bootstrap_means, percentile_interval, rng_for
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ..data import PREFERRED, Category, Item
+from benchmark.data import PREFERRED, Category, Item
 
 
 @dataclass(frozen=True, slots=True)

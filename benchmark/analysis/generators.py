@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
-from ..stats import Interval, paired_bootstrap_diffs, percentile_interval, rng_for
-from .duels import Duel
-from .estimate import Estimate, estimate
+from benchmark.analysis.duels import Duel
+from benchmark.analysis.estimate import Estimate, estimate
+from benchmark.scoring.stats import Interval, paired_bootstrap_diffs, percentile_interval, rng_for
 
 # model name → family, first match wins; a name matching none is its own family
 _FAMILIES = (

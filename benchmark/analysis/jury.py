@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Literal
 
+from benchmark.plan import Comparison
+from benchmark.results import JudgedComparison
+from benchmark.scoring.items import Voted, vote, vote_all
 from judges.errors import UserError
-
-from ..plan import Comparison
-from ..results import JudgedComparison
-from ..scoring import Voted, vote, vote_all
-from ..verdicts import Verdict
+from prompts.parsers import Verdict
 
 JuryRule = Literal["majority", "mean-prob"]
 JURY_RULES: tuple[JuryRule, ...] = ("majority", "mean-prob")

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .duels import RATIO_BINS, Duel, ratio, ratio_bin
-from .estimate import Estimate, estimate
+from benchmark.analysis.duels import RATIO_BINS, Duel, ratio, ratio_bin
+from benchmark.analysis.estimate import Estimate, estimate
 
 UNIT = "characters"
 

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..scoring import ItemResult, scenario_name
-from .duels import RATIO_BINS, Duel, ratio, ratio_bin
-from .estimate import Estimate, estimate
+from benchmark.analysis.duels import RATIO_BINS, Duel, ratio, ratio_bin
+from benchmark.analysis.estimate import Estimate, estimate
+from benchmark.scoring.items import ItemResult, scenario_name
 
 
 @dataclass(frozen=True, slots=True)

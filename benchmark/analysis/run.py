@@ -7,22 +7,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..data import Item
-from ..results import JudgedComparison
-from ..scoring import Scores, vote_all
-from .calibration import (
+from benchmark.analysis.calibration import (
     Calibration,
     MarginRanking,
     duel_calibration,
     margin_ranking,
     rating_margins,
 )
-from .duels import duels
-from .facts import ItemFacts
-from .generators import GeneratorAnalysis, generator_analysis
-from .length import UNIT, LengthAnalysis, length_analysis
-from .position import PositionAnalysis, position_analysis
-from .samples import SamplesPoint, majority_curve
+from benchmark.analysis.duels import duels
+from benchmark.analysis.facts import ItemFacts
+from benchmark.analysis.generators import GeneratorAnalysis, generator_analysis
+from benchmark.analysis.length import UNIT, LengthAnalysis, length_analysis
+from benchmark.analysis.position import PositionAnalysis, position_analysis
+from benchmark.analysis.samples import SamplesPoint, majority_curve
+from benchmark.data import Item
+from benchmark.results import JudgedComparison
+from benchmark.scoring.items import Scores, vote_all
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..data import Item
-from ..results import JudgedComparison
-from ..scoring import Ties, score
-from ..stats import Interval
+from benchmark.data import Item
+from benchmark.results import JudgedComparison
+from benchmark.scoring.items import Ties, score
+from benchmark.scoring.stats import Interval
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 
-def _stats_args(p: argparse.ArgumentParser, ties: bool = True) -> None:
+def stats_args(p: argparse.ArgumentParser, ties: bool = True) -> None:
     if ties:
         p.add_argument(
             "--ties",
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep the verdicts stored in comparisons.jsonl instead of parsing the answers again",
     )
-    _stats_args(p)
+    stats_args(p)
     p.set_defaults(func=cmd_report)
 
     c = sub.add_parser(
@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--out", type=Path, help="also write compare.json, compare.md and compare.html here"
     )
-    _stats_args(c, ties=False)
+    stats_args(c, ties=False)
     c.set_defaults(func=cmd_compare)
 
     r = sub.add_parser(
@@ -64,20 +64,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--data", type=Path, help="the dataset (default: $RMB_DATA or the fetched copy)")
     r.add_argument("--name", help="the model's name in the table (default: the file's stem)")
     r.add_argument("--out", type=Path, help="write report.json/.md/.html into this directory")
-    _stats_args(r)
+    stats_args(r)
     r.set_defaults(func=cmd_score_rewards)
 
 
-def _print_paper_table(label: str, scores: object) -> None:
-    from benchmark.report import md_table, paper_row
-    from benchmark.scoring import SUBSET_NAMES, Scores
+def print_paper_table(label: str, scores: object) -> None:
+    from benchmark.reporting.report import md_table, paper_row
+    from benchmark.scoring.items import SUBSET_NAMES, Scores
 
     assert isinstance(scores, Scores)
     print(md_table(["Judge × template", *SUBSET_NAMES, "Overall"], [[label, *paper_row(scores)]]))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmark.report import rebuild, run_label
+    from benchmark.reporting.report import rebuild, run_label
 
     r = rebuild(
         args.run,
@@ -88,9 +88,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         seed=args.seed,
         reparse_answers=not args.no_reparse,
     )
-    from benchmark.report import read_manifest
+    from benchmark.reporting.report import read_manifest
 
-    _print_paper_table(run_label(read_manifest(args.run)), r.scores)
+    print_paper_table(run_label(read_manifest(args.run)), r.scores)
     print(
         f"\n{r.reparsed:,} answers re-read from the cache ({r.changed:,} verdicts changed); "
         f"{r.not_in_cache:,} comparisons not in the cache kept their stored verdict",
@@ -102,7 +102,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from benchmark.compare import compare_runs, write_comparison
+    from benchmark.reporting.compare import compare_runs, write_comparison
 
     result = compare_runs(args.runs, bootstrap=args.bootstrap, seed=args.seed)
     for warning in result.warnings:
@@ -115,7 +115,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_score_rewards(args: argparse.Namespace) -> int:
-    from benchmark.rewards import score_rewards_file
+    from benchmark.scoring.rewards import score_rewards_file
 
     out = score_rewards_file(
         args.file,
@@ -128,7 +128,7 @@ def cmd_score_rewards(args: argparse.Namespace) -> int:
     )
     for warning in out.warnings:
         print(f"rmb: warning: {warning}", file=sys.stderr)
-    _print_paper_table(out.label, out.scores)
+    print_paper_table(out.label, out.scores)
     for path in out.paths:
         print(path, file=sys.stderr)
     return 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .report import _stats_args
+from benchmark.commands.report import stats_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     j.add_argument("--out", type=Path, help="the jury's run directory (default: beside the first)")
     j.add_argument("--data", type=Path, help="the dataset (default: the runs')")
-    _stats_args(j, ties=False)
+    stats_args(j, ties=False)
     j.set_defaults(func=cmd_jury)
 
     b = sub.add_parser(
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_jury(args: argparse.Namespace) -> int:
-    from benchmark.jury_run import make_jury
+    from benchmark.reporting.jury import make_jury
 
     run = make_jury(
         args.runs,
@@ -68,17 +68,17 @@ def cmd_jury(args: argparse.Namespace) -> int:
     )
     for warning in run.warnings:
         print(f"rmb: warning: {warning}", file=sys.stderr)
-    from benchmark.commands.report import _print_paper_table
-    from benchmark.report import read_manifest, run_label
+    from benchmark.commands.report import print_paper_table
+    from benchmark.reporting.report import read_manifest, run_label
 
-    _print_paper_table(run_label(read_manifest(run.run_dir)), run.rebuilt.scores)
+    print_paper_table(run_label(read_manifest(run.run_dir)), run.rebuilt.scores)
     for path in run.rebuilt.paths:
         print(path)
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from benchmark.leaderboard_report import write_leaderboard
+    from benchmark.reporting.leaderboard import write_leaderboard
 
     paths, md, warnings = write_leaderboard(args.runs_dir, args.out)
     for warning in warnings:

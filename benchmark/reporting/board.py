@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..scoring import SUBSET_NAMES
-from ..stats import Interval
+from benchmark.scoring.items import SUBSET_NAMES
+from benchmark.scoring.stats import Interval
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,16 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
-from .analysis.calibration import Calibration, MarginRanking
-from .analysis.duels import RATIO_BINS
-from .analysis.estimate import Estimate
-from .analysis.generators import GeneratorAnalysis, family
-from .analysis.length import UNIT, LengthAnalysis
-from .analysis.position import PositionAnalysis
-from .analysis.run import RunAnalysis
-from .analysis.samples import SamplesPoint
-from .analysis_plots import Dot, Point, dot_chart, xy_chart
-from .stats import Interval
+from benchmark.analysis.calibration import Calibration, MarginRanking
+from benchmark.analysis.duels import RATIO_BINS
+from benchmark.analysis.estimate import Estimate
+from benchmark.analysis.generators import GeneratorAnalysis, family
+from benchmark.analysis.length import UNIT, LengthAnalysis
+from benchmark.analysis.position import PositionAnalysis
+from benchmark.analysis.run import RunAnalysis
+from benchmark.analysis.samples import SamplesPoint
+from benchmark.reporting.plots import Dot, Point, dot_chart, xy_chart
+from benchmark.scoring.stats import Interval
 
 
 @dataclass
@@ -80,7 +80,7 @@ def estimates_table(
 
 
 def length_section(a: LengthAnalysis) -> Section:
-    from .report_html import bar_chart
+    from benchmark.reporting.html import bar_chart
 
     s = Section("length", f"Length ({UNIT})")
     s.lines.append(
@@ -148,7 +148,7 @@ def length_section(a: LengthAnalysis) -> Section:
 
 
 def position_section(p: PositionAnalysis) -> Section:
-    from .report_html import bar_chart
+    from benchmark.reporting.html import bar_chart
 
     s = Section("position", "Position")
     s.lines.append(
@@ -351,7 +351,7 @@ def analysis_sections(a: RunAnalysis) -> list[Section]:
 
 
 def sections_markdown(sections: Sequence[Section]) -> str:
-    from .report import md_table
+    from benchmark.reporting.report import md_table
 
     parts: list[str] = []
     for s in sections:

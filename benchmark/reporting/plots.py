@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from .stats import Interval
+from benchmark.scoring.stats import Interval
 
 
 @dataclass(frozen=True, slots=True)

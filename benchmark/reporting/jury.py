@@ -10,12 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark import rundir as mf
+from benchmark.analysis.jury import JuryError, JuryRule, Member, jury
+from benchmark.reporting.report import (
+    COMPARISONS_FILE,
+    MANIFEST_FILE,
+    Rebuilt,
+    read_judged,
+    read_manifest,
+    rebuild,
+)
+from benchmark.reporting.report import run_label as label_of
 from judges.errors import UserError
-
-from . import manifest as mf
-from .analysis.jury import JuryError, JuryRule, Member, jury
-from .report import COMPARISONS_FILE, MANIFEST_FILE, Rebuilt, read_judged, read_manifest, rebuild
-from .report import run_label as label_of
 
 
 @dataclass
@@ -62,7 +68,7 @@ def make_jury(
         verdicts = jury(members, rule, shared=shared)
     except JuryError as e:
         if _same(plans) is None:
-            from .analysis.leaderboard import plan_text
+            from benchmark.reporting.board import plan_text
 
             differ = "; ".join(
                 f"{m.label}: {plan_text(p)}" for m, p in zip(members, plans, strict=True)

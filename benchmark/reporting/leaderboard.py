@@ -11,10 +11,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from benchmark.reporting.board import BoardGroup, BoardRow, Cell, leaderboard
+from benchmark.scoring.items import SUBSET_NAMES
 from judges.errors import UserError
-
-from .analysis.leaderboard import BoardGroup, BoardRow, Cell, leaderboard
-from .scoring import SUBSET_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ HEADER = [
 def read_reports(runs_dir: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
     """Every run directory's report.json (rebuilt from the cache first where a run has only its
     comparisons); a directory that cannot be read is skipped with a warning."""
-    from .report import COMPARISONS_FILE, rebuild
+    from benchmark.reporting.report import COMPARISONS_FILE, rebuild
 
     if not runs_dir.is_dir():
         raise UserError(f"{runs_dir}: no such runs directory")
@@ -85,7 +84,7 @@ def _cells(rank: int, r: BoardRow) -> list[str]:
 
 
 def board_markdown(groups: Sequence[BoardGroup]) -> str:
-    from .report import md_table
+    from benchmark.reporting.report import md_table
 
     out = [
         "# RMB leaderboard",
