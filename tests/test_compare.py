@@ -14,7 +14,7 @@ from benchmark.cli import main
 from benchmark.reporting.compare import compare_runs
 from benchmark.reporting.markdown import compare_markdown
 from benchmark.reporting.report import write_reports
-from benchmark.scoring.items import score
+from benchmark.scoring import score
 
 
 def _run(path: Path, model: str, correct: set[int], n: int = 40, ties: str = "strict") -> None:

@@ -14,7 +14,7 @@ import pytest
 from test_report import make_run, real_items
 
 from benchmark.reporting.rebuild import ensure_reports, rebuild
-from benchmark.scoring.items import SUBSET_NAMES
+from benchmark.scoring import SUBSET_NAMES
 
 FLAGS = [
     "--headless",

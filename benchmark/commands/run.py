@@ -7,11 +7,13 @@ import shlex
 import sys
 from pathlib import Path
 
+from benchmark.api import run
 from benchmark.config import load_run_config
 from benchmark.options import RunOptions, add_flags, fields_in, from_values
 from benchmark.reporting.facts import run_label
 from benchmark.reporting.markdown import paper_table
 from benchmark.rundir import read_manifest
+from judges.pricing import load_prices
 
 # the flag groups of `rmb run --help`, in order
 GROUPS = ("main", "selection", "plan", "judge", "run")
@@ -44,12 +46,8 @@ def merged_options(args: argparse.Namespace) -> RunOptions:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.api import run
-
     options = merged_options(args)
     if options.prices is not None:
-        from judges.pricing import load_prices
-
         load_prices(options.prices)
     quiet = options.quiet
     result = run(

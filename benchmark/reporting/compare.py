@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.rundir import read_manifest
-from benchmark.scoring.items import SUBSET_NAMES, ItemResult, scenario_name
+from benchmark.scoring import SUBSET_NAMES, ItemResult, scenario_name
 from benchmark.scoring.stats import (
     Interval,
     McNemar,

@@ -15,7 +15,7 @@ from typing import Any
 from benchmark.data import Item, dataset_root, load
 from benchmark.plan import render_comparison
 from benchmark.results import JudgedComparison
-from benchmark.scoring.items import GroupScore, ItemResult, Scores, scenario_name
+from benchmark.scoring import GroupScore, ItemResult, Scores, scenario_name
 from judges.base import Completion, Message
 from judges.cache import CacheStore
 from judges.errors import UserError

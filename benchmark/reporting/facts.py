@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from benchmark.scoring.items import SUBSET_NAMES, GroupScore, Scores
+from benchmark.scoring import SUBSET_NAMES, GroupScore, Scores
 from benchmark.scoring.stats import Interval
 
 

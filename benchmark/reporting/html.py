@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from benchmark.scoring.items import SUBSET_NAMES, Scores
+from benchmark.scoring import SUBSET_NAMES, Scores
 
 from .charts import Chart, bar_chart, forest_plot, goal_colour
 from .compare import CompareResult, Difference, PairComparison

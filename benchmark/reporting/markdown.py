@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from benchmark.scoring.items import SUBSET_NAMES, GroupScore, Scores
+from benchmark.scoring import SUBSET_NAMES, GroupScore, Scores
 
 from .compare import CompareResult, Difference
 from .facts import (

@@ -19,7 +19,7 @@ from benchmark.rundir import (
     read_manifest,
     recorded_source,
 )
-from benchmark.scoring.items import Scores, score
+from benchmark.scoring import Scores, score
 from judges.base import Completion
 from judges.cache import CacheStore
 from judges.errors import UserError

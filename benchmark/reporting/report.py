@@ -24,7 +24,7 @@ from benchmark.rundir import (
     recorded_source,
     write_atomic,
 )
-from benchmark.scoring.items import ItemResult, Scores
+from benchmark.scoring import ItemResult, Scores
 from judges.base import Completion
 
 from .compare import CompareResult

@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmark.data import BoNItem, Item, load
 from benchmark.data.fetch import default_data_source
-from benchmark.scoring.items import ItemResult, Scores, Ties, aggregate, rank_score
+from benchmark.scoring import ItemResult, Scores, Ties, aggregate, rank_score
 from judges.errors import UserError
 
 
