@@ -12,7 +12,7 @@ from benchmark.analysis.length import length_analysis
 from benchmark.analysis.position import position_analysis
 from benchmark.data import Item
 from benchmark.plan import Comparison
-from benchmark.scoring.items import score, vote_all
+from benchmark.scoring import score, vote_all
 from prompts.parsers import Verdict
 
 # chars(chosen) / chars(rejected): 2, 1/3, 1.2, 1/2
@@ -37,6 +37,8 @@ def test_always_longer_judge_shows_plainly() -> None:
     assert (length.picks_longer.ci.low, length.picks_longer.ci.high) == (1.0, 1.0)
     assert length.accuracy_preferred_longer.value == 1.0
     assert length.accuracy_preferred_shorter.value == 0.0
+    assert length.longer_gap == 1.0 and length.longer_gap_ci is not None
+    assert (length.longer_gap_ci.low, length.longer_gap_ci.high) == (1.0, 1.0)
     # bins of chars(preferred) / chars(other): a=2, b=1/3, c=1.2, d=1/2
     assert {k: e.value for k, e in length.by_ratio.items()} == {
         "< 0.5": 0.0,
@@ -62,6 +64,7 @@ def test_always_first_judge_is_position_not_length() -> None:
     assert length.picks_longer.value == 0.5
     assert length.accuracy_preferred_longer.value == 0.5
     assert length.accuracy_preferred_shorter.value == 0.5
+    assert length.longer_gap == 0.0
     position = position_analysis(ds, results, bootstrap=200)
     assert position.picks_first.value == 1.0
     assert all(e.value == 1.0 for e in position.by_length.values())

@@ -12,7 +12,7 @@ from benchmark.analysis.duels import duels
 from benchmark.analysis.facts import item_facts
 from benchmark.data import Item
 from benchmark.plan import Comparison
-from benchmark.scoring.items import vote_all
+from benchmark.scoring import vote_all
 from prompts.parsers import Verdict
 
 # calibrated: 10 at 0.8 of which 8 right, 10 at 0.6 of which 6 right

@@ -31,7 +31,10 @@ def test_length_section_shows_a_length_biased_judge(
     assert 0 < length["preferred_longer"] < 1
     md = (run.run_dir / "report.md").read_text()
     assert "## Length (characters)" in md
-    assert "**The judge prefers the longer answer: it picks it in 100.0% of its choices" in md
+    assert (
+        "**The judge prefers the longer answer: it is right in 100.0% of the comparisons where "
+        "the preferred answer is the longer one and 0.0% where it is the shorter one" in md
+    )
     html = (run.run_dir / "report.html").read_text()
     assert '<section class="analysis" id="length">' in html
     assert 'id="chart-length-longer"' in html and "The judge prefers the longer answer" in html
@@ -42,4 +45,6 @@ def test_length_section_shows_a_length_biased_judge(
     fair_report = json.loads((fair.run_dir / "report.json").read_text())
     picks = fair_report["analysis"]["length"]["picks_longer"]
     assert 0.2 < picks["value"] < 0.8
-    assert "prefers the longer answer" not in (fair.run_dir / "report.md").read_text()
+    gap = fair_report["analysis"]["length"]["longer_gap_ci"]
+    assert gap["low"] < 0 < gap["high"]
+    assert "The judge prefers the" not in (fair.run_dir / "report.md").read_text()

@@ -11,7 +11,7 @@ from benchmark.analysis.jury import JuryError, Member, jury
 from benchmark.analysis.samples import majority_curve
 from benchmark.data import Item
 from benchmark.plan import Comparison
-from benchmark.scoring.items import score, vote_all
+from benchmark.scoring import score, vote_all
 from prompts.parsers import Verdict
 
 ITEMS = [item(str(i)) for i in range(3)]

@@ -9,7 +9,7 @@ from synthetic_runs import always_first, always_longer, item, judge, pick
 
 from benchmark.reporting.board import leaderboard, plan_text
 from benchmark.reporting.report import report_dict
-from benchmark.scoring.items import score
+from benchmark.scoring import score
 
 ITEMS = [item("a", 200, 100), item("b", 100, 300), item("c", 120, 100), item("d", 50, 100)]
 OTHER = ITEMS[:2]

@@ -13,7 +13,7 @@ from typing import Any
 
 from benchmark.data import Category
 from benchmark.results import JudgedComparison
-from benchmark.scoring.items import Voted, scenario_name, vote_all
+from benchmark.scoring import Voted, scenario_name, vote_all
 
 
 def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float | None:

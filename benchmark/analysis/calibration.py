@@ -30,7 +30,7 @@ import numpy as np
 from benchmark.analysis.duels import Duel
 from benchmark.analysis.estimate import Estimate, estimate
 from benchmark.analysis.facts import ItemFacts
-from benchmark.scoring.items import Voted
+from benchmark.scoring import Voted
 
 COVERAGES = (0.5, 0.8)
 

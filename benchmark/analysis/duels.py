@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from benchmark.analysis.facts import ItemFacts
-from benchmark.scoring.items import Voted
+from benchmark.scoring import Voted
 
 DUEL_KINDS = frozenset({"pairwise", "bon-pairwise"})
 

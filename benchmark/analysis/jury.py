@@ -21,7 +21,7 @@ from typing import Literal
 
 from benchmark.plan import Comparison
 from benchmark.results import JudgedComparison
-from benchmark.scoring.items import Voted, vote, vote_all
+from benchmark.scoring import Voted, vote, vote_all
 from judges.errors import UserError
 from prompts.parsers import Verdict
 

@@ -4,7 +4,10 @@ samples), lengths in characters:
 - picks longer: the share of valid choices between two answers of different length that went
   to the longer one (an always-longer judge: 1.0; a length-blind one: near the dataset's own
   share, `preferred_longer`);
-- accuracy when the preferred answer is the longer one vs when it is the shorter one;
+- accuracy when the preferred answer is the longer one vs when it is the shorter one, and their
+  difference (`longer_gap`): a judge blind to length is as often right either way (0), one that
+  prefers length is right more often when the preferred answer happens to be the longer one —
+  this, not "picks longer" (which also moves with accuracy), is the test of a length bias;
 - accuracy by bin of the ratio chars(preferred) / chars(other).
 
 Accuracy counts a tie as `tie` (0 strict, 0.5 half) and an invalid verdict as 0, as the
@@ -15,10 +18,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import fmean
 from typing import Any
 
 from benchmark.analysis.duels import RATIO_BINS, Duel, ratio, ratio_bin
 from benchmark.analysis.estimate import Estimate, estimate
+from benchmark.scoring.stats import Interval, bootstrap_means, percentile_interval, rng_for
 
 UNIT = "characters"
 
@@ -33,6 +38,10 @@ class LengthAnalysis:
     picks_longer: Estimate
     accuracy_preferred_longer: Estimate
     accuracy_preferred_shorter: Estimate
+    # accuracy(preferred longer) − accuracy(preferred shorter), its interval from the two
+    # groups' independent bootstrap draws
+    longer_gap: float | None
+    longer_gap_ci: Interval | None
     # accuracy by bin of chars(preferred) / chars(other), in RATIO_BINS order
     by_ratio: dict[str, Estimate]
     # picks longer per subset
@@ -47,6 +56,8 @@ class LengthAnalysis:
             "picks_longer": self.picks_longer.to_dict(),
             "accuracy_preferred_longer": self.accuracy_preferred_longer.to_dict(),
             "accuracy_preferred_shorter": self.accuracy_preferred_shorter.to_dict(),
+            "longer_gap": self.longer_gap,
+            "longer_gap_ci": self.longer_gap_ci.to_dict() if self.longer_gap_ci else None,
             "by_ratio": {k: e.to_dict() for k, e in self.by_ratio.items()},
             "picks_longer_by_subset": {
                 k: e.to_dict() for k, e in self.picks_longer_by_subset.items()
@@ -81,6 +92,13 @@ def length_analysis(
         return estimate(values, f"length/{name}", bootstrap, seed)
 
     differ = len(when_longer) + len(when_shorter)
+    gap, gap_ci = None, None
+    if when_longer and when_shorter:
+        gap = fmean(when_longer) - fmean(when_shorter)
+        draws = bootstrap_means(
+            when_longer, bootstrap, rng_for(seed, "length/gap longer")
+        ) - bootstrap_means(when_shorter, bootstrap, rng_for(seed, "length/gap shorter"))
+        gap_ci = percentile_interval(draws)
     return LengthAnalysis(
         comparisons=len(duels),
         equal_length=equal,
@@ -88,6 +106,8 @@ def length_analysis(
         picks_longer=est(picks_longer, "picks longer"),
         accuracy_preferred_longer=est(when_longer, "preferred longer"),
         accuracy_preferred_shorter=est(when_shorter, "preferred shorter"),
+        longer_gap=gap,
+        longer_gap_ci=gap_ci,
         by_ratio={b: est(v, f"ratio {b}") for b, v in by_ratio.items() if v},
         picks_longer_by_subset={k: est(v, k) for k, v in sorted(by_subset.items())},
     )

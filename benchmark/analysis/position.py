@@ -13,7 +13,7 @@ from typing import Any
 
 from benchmark.analysis.duels import RATIO_BINS, Duel, ratio, ratio_bin
 from benchmark.analysis.estimate import Estimate, estimate
-from benchmark.scoring.items import ItemResult, scenario_name
+from benchmark.scoring import ItemResult, scenario_name
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from benchmark.analysis.position import PositionAnalysis, position_analysis
 from benchmark.analysis.samples import SamplesPoint, majority_curve
 from benchmark.data import Item
 from benchmark.results import JudgedComparison
-from benchmark.scoring.items import Scores, vote_all
+from benchmark.scoring import Scores, vote_all
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from benchmark.data import Item
 from benchmark.results import JudgedComparison
-from benchmark.scoring.items import Ties, score
+from benchmark.scoring import Ties, score
 from benchmark.scoring.stats import Interval
 
 

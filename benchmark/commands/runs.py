@@ -7,6 +7,11 @@ import sys
 from pathlib import Path
 
 from benchmark.commands.report import stats_args
+from benchmark.reporting.facts import run_label
+from benchmark.reporting.jury import make_jury
+from benchmark.reporting.leaderboard import write_leaderboard
+from benchmark.reporting.markdown import paper_table
+from benchmark.rundir import read_manifest
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,8 +60,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_jury(args: argparse.Namespace) -> int:
-    from benchmark.reporting.jury import make_jury
-
     run = make_jury(
         args.runs,
         rule=args.rule,
@@ -68,18 +71,13 @@ def cmd_jury(args: argparse.Namespace) -> int:
     )
     for warning in run.warnings:
         print(f"rmb: warning: {warning}", file=sys.stderr)
-    from benchmark.commands.report import print_paper_table
-    from benchmark.reporting.report import read_manifest, run_label
-
-    print_paper_table(run_label(read_manifest(run.run_dir)), run.rebuilt.scores)
+    print(paper_table(run_label(read_manifest(run.run_dir)), run.rebuilt.scores))
     for path in run.rebuilt.paths:
         print(path)
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from benchmark.reporting.leaderboard import write_leaderboard
-
     paths, md, warnings = write_leaderboard(args.runs_dir, args.out)
     for warning in warnings:
         print(f"rmb: warning: {warning}", file=sys.stderr)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from html import escape
 
 from benchmark.analysis.calibration import Calibration, MarginRanking
 from benchmark.analysis.duels import RATIO_BINS
@@ -15,8 +14,11 @@ from benchmark.analysis.length import UNIT, LengthAnalysis
 from benchmark.analysis.position import PositionAnalysis
 from benchmark.analysis.run import RunAnalysis
 from benchmark.analysis.samples import SamplesPoint
-from benchmark.reporting.plots import Dot, Point, dot_chart, xy_chart
 from benchmark.scoring.stats import Interval
+
+from .charts import Chart, bar_chart
+from .facts import Fact, fmt_ci, fmt_pct
+from .plots import Dot, DotChart, Point, XYChart, dot_chart, xy_chart
 
 
 @dataclass
@@ -32,25 +34,23 @@ class Table:
 class Section:
     id: str
     title: str
-    # sentences; a warning starts with "**" (bold in Markdown, red in HTML)
-    lines: list[str] = field(default_factory=list)
+    # paragraphs; a `warn` one is stressed (bold in Markdown, red in HTML)
+    lines: list[Fact] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
-    charts: list[str] = field(default_factory=list)  # SVG, HTML only
-
-
-def pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
+    # HTML only
+    bars: list[Chart] = field(default_factory=list)
+    dots: list[DotChart] = field(default_factory=list)
+    curves: list[XYChart] = field(default_factory=list)
 
 
 def ci_text(ci: Interval | None, as_pct: bool = True) -> str:
-    if ci is None:
-        return "–"
-    f = pct if as_pct else (lambda v: f"{v:.3f}")
-    return f"[{f(ci.low)}, {f(ci.high)}]"
+    if ci is None or not as_pct:
+        return fmt_ci(ci)
+    return f"[{fmt_pct(ci.low)}, {fmt_pct(ci.high)}]"
 
 
 def est_cells(e: Estimate, as_pct: bool = True) -> list[str]:
-    value = (pct(e.value) if as_pct else f"{e.value:.3f}") if e.value is not None else "–"
+    value = (fmt_pct(e.value) if as_pct else f"{e.value:.3f}") if e.value is not None else "–"
     return [value, ci_text(e.ci, as_pct), f"{e.n:,}"]
 
 
@@ -80,29 +80,31 @@ def estimates_table(
 
 
 def length_section(a: LengthAnalysis) -> Section:
-    from benchmark.reporting.html import bar_chart
-
     s = Section("length", f"Length ({UNIT})")
-    s.lines.append(
-        f"Over the {a.comparisons:,} two-answer comparisons (after the vote over samples); "
-        f"{a.equal_length:,} showed two equally long answers. The dataset prefers the longer "
-        f"answer in {pct(a.preferred_longer)} of the others: a judge blind to length picks the "
-        "longer answer about that often. Intervals: 95% bootstrap over comparisons."
-    )
     pl = a.picks_longer
-    if pl.ci is not None and a.preferred_longer is not None and pl.value is not None:
-        if pl.ci.low > a.preferred_longer:
-            s.lines.append(
-                f"**The judge prefers the longer answer: it picks it in {pct(pl.value)} of its "
-                f"choices {ci_text(pl.ci)}, where the dataset prefers it in "
-                f"{pct(a.preferred_longer)}.**"
+    s.lines.append(
+        Fact(
+            f"Over the {a.comparisons:,} two-answer comparisons (after the vote over samples); "
+            f"{a.equal_length:,} showed two equally long answers. The dataset prefers the longer "
+            f"answer in {fmt_pct(a.preferred_longer)} of the others; the judge picked it in "
+            f"{fmt_pct(pl.value)} {ci_text(pl.ci)} of its choices. A judge blind to length is "
+            "right as often when the preferred answer is the longer one as when it is the "
+            "shorter one. Intervals: 95% bootstrap over comparisons."
+        )
+    )
+    gap, ci = a.longer_gap, a.longer_gap_ci
+    if gap is not None and ci is not None and (ci.low > 0 or ci.high < 0):
+        side = "longer" if gap > 0 else "shorter"
+        s.lines.append(
+            Fact(
+                f"The judge prefers the {side} answer: it is right in "
+                f"{fmt_pct(a.accuracy_preferred_longer.value)} of the comparisons where the "
+                f"preferred answer is the longer one and "
+                f"{fmt_pct(a.accuracy_preferred_shorter.value)} where it is the shorter one "
+                f"({100 * gap:+.1f} points [{100 * ci.low:+.1f}, {100 * ci.high:+.1f}]).",
+                warn=True,
             )
-        elif pl.ci.high < a.preferred_longer:
-            s.lines.append(
-                f"**The judge prefers the shorter answer: it picks the longer one in "
-                f"{pct(pl.value)} of its choices {ci_text(pl.ci)}, where the dataset prefers it "
-                f"in {pct(a.preferred_longer)}.**"
-            )
+        )
     s.tables.append(
         Table(
             "length-table",
@@ -111,6 +113,12 @@ def length_section(a: LengthAnalysis) -> Section:
                 ["Picks the longer answer", *est_cells(pl)],
                 ["Accuracy, preferred answer longer", *est_cells(a.accuracy_preferred_longer)],
                 ["Accuracy, preferred answer shorter", *est_cells(a.accuracy_preferred_shorter)],
+                [
+                    "Difference (longer − shorter)",
+                    "–" if gap is None else f"{100 * gap:+.1f} points",
+                    "–" if ci is None else f"[{100 * ci.low:+.1f}, {100 * ci.high:+.1f}]",
+                    "",
+                ],
             ],
         )
     )
@@ -130,14 +138,14 @@ def length_section(a: LengthAnalysis) -> Section:
                 list(a.picks_longer_by_subset.items()),
             )
         )
-    s.charts.append(
+    s.bars.append(
         bar_chart(
             bars([("All comparisons", pl), *a.picks_longer_by_subset.items()]),
             chart_id="chart-length-longer",
             title="Share of choices that went to the longer answer",
         )
     )
-    s.charts.append(
+    s.bars.append(
         bar_chart(
             bars([(f"ratio {b}", e) for b, e in ratio]),
             chart_id="chart-length-ratio",
@@ -148,15 +156,15 @@ def length_section(a: LengthAnalysis) -> Section:
 
 
 def position_section(p: PositionAnalysis) -> Section:
-    from benchmark.reporting.html import bar_chart
-
     s = Section("position", "Position")
     s.lines.append(
-        f"Picks A: {pct(p.picks_first.value)} {ci_text(p.picks_first.ci)} of "
-        f"{p.picks_first.n:,} two-answer choices went to the answer shown first. "
-        f"The verdict flips with the order for {pct(p.flips.value)} {ci_text(p.flips.ci)} of "
-        f"the {p.flips.n:,} items judged in several orders. By length ratio, a position bias "
-        "stays flat; a length bias rises with chars(A) / chars(B)."
+        Fact(
+            f"Picks A: {fmt_pct(p.picks_first.value)} {ci_text(p.picks_first.ci)} of "
+            f"{p.picks_first.n:,} two-answer choices went to the answer shown first. "
+            f"The verdict flips with the order for {fmt_pct(p.flips.value)} {ci_text(p.flips.ci)} of "
+            f"the {p.flips.n:,} items judged in several orders. By length ratio, a position bias "
+            "stays flat; a length bias rises with chars(A) / chars(B)."
+        )
     )
     by_length = [(b, p.by_length[b]) for b in RATIO_BINS if b in p.by_length]
     s.tables.append(
@@ -172,7 +180,7 @@ def position_section(p: PositionAnalysis) -> Section:
             collapsed=True,
         )
     )
-    s.charts.append(
+    s.bars.append(
         bar_chart(
             bars([(f"ratio {b}", e) for b, e in by_length]),
             chart_id="chart-position-length",
@@ -185,39 +193,41 @@ def position_section(p: PositionAnalysis) -> Section:
 def generators_section(g: GeneratorAnalysis) -> Section:
     s = Section("generators", "Generators")
     s.lines.append(
-        "Each answer's writer (RMB's llm_name): how often the judge preferred its answers (a "
-        "tie is half) against how often the dataset does, over the two-answer comparisons with a "
-        "valid verdict. Intervals: 95% bootstrap over comparisons."
+        Fact(
+            "Each answer's writer (RMB's llm_name): how often the judge preferred its answers (a "
+            "tie is half) against how often the dataset does, over the two-answer comparisons with a "
+            "valid verdict. Intervals: 95% bootstrap over comparisons."
+        )
     )
     sp = g.self_preference
     if sp is not None:
         line = (
             f"Self-preference ({sp.family} judge, {sp.comparisons:,} comparisons with exactly one "
-            f"{sp.family} answer): the judge picks it in {pct(sp.judge_picks_own.value)} "
+            f"{sp.family} answer): the judge picks it in {fmt_pct(sp.judge_picks_own.value)} "
             f"{ci_text(sp.judge_picks_own.ci)}, the dataset prefers it in "
-            f"{pct(sp.dataset_prefers_own)}; excess {100 * sp.excess:+.1f} points"
+            f"{fmt_pct(sp.dataset_prefers_own)}; excess {100 * sp.excess:+.1f} points"
             + (
                 f" [{100 * sp.excess_ci.low:+.1f}, {100 * sp.excess_ci.high:+.1f}]."
                 if sp.excess_ci
                 else "."
             )
         )
-        if sp.excess_ci is not None and sp.excess_ci.low > 0:
-            line = f"**{line}**"
-        s.lines.append(line)
+        s.lines.append(Fact(line, warn=sp.excess_ci is not None and sp.excess_ci.low > 0))
     elif g.judge_family:
-        s.lines.append(f"No answer here was written by the judge's family ({g.judge_family}).")
+        s.lines.append(
+            Fact(f"No answer here was written by the judge's family ({g.judge_family}).")
+        )
     s.tables.append(
         Table(
             "generators-table",
             ["Generator", "Family", "Judge win rate", "95% CI", "Comparisons", "Dataset win rate"],
             [
-                [r.model, family(r.model), *est_cells(r.judge_wins), pct(r.dataset_wins)]
+                [r.model, family(r.model), *est_cells(r.judge_wins), fmt_pct(r.dataset_wins)]
                 for r in g.generators
             ],
         )
     )
-    s.charts.append(
+    s.dots.append(
         dot_chart(
             [
                 Dot(r.model, r.judge_wins.value, r.judge_wins.ci, r.dataset_wins, r.comparisons)
@@ -233,26 +243,33 @@ def generators_section(g: GeneratorAnalysis) -> Section:
 
 def calibration_section(c: Calibration) -> Section:
     s = Section("calibration", "Calibration")
-    sel = ", ".join(f"{pct(a)} at {cov:.0%} coverage" for cov, a in c.selective.items())
+    sel = ", ".join(f"{fmt_pct(a)} at {cov:.0%} coverage" for cov, a in c.selective.items())
     s.lines.append(
-        f"Over the {c.comparisons:,} comparisons whose verdict gave probabilities: confidence "
-        f"(the probability of the chosen answer) {pct(c.mean_confidence)} on average, accuracy "
-        f"{pct(c.accuracy)}. ECE {c.ece:.3f}; Brier score {c.brier.value:.3f} "
-        f"{ci_text(c.brier.ci, as_pct=False)}; AUROC of confidence for being right "
-        + (f"{c.auroc:.3f}" if c.auroc is not None else "– (all right or all wrong)")
-        + f". Answering only the most confident: {sel}."
+        Fact(
+            f"Over the {c.comparisons:,} comparisons whose verdict gave probabilities: confidence "
+            f"(the probability of the chosen answer) {fmt_pct(c.mean_confidence)} on average, accuracy "
+            f"{fmt_pct(c.accuracy)}. ECE {c.ece:.3f}; Brier score {c.brier.value:.3f} "
+            f"{ci_text(c.brier.ci, as_pct=False)}; AUROC of confidence for being right "
+            + (f"{c.auroc:.3f}" if c.auroc is not None else "– (all right or all wrong)")
+            + f". Answering only the most confident: {sel}."
+        )
     )
     s.tables.append(
         Table(
             "reliability-table",
             ["Confidence bin", "Comparisons", "Mean confidence", "Accuracy"],
             [
-                [f"{b.low:.2f}–{b.high:.2f}", f"{b.n:,}", pct(b.confidence), pct(b.accuracy)]
+                [
+                    f"{b.low:.2f}–{b.high:.2f}",
+                    f"{b.n:,}",
+                    fmt_pct(b.confidence),
+                    fmt_pct(b.accuracy),
+                ]
                 for b in c.bins
             ],
         )
     )
-    s.charts.append(
+    s.curves.append(
         xy_chart(
             [
                 Point(
@@ -278,14 +295,16 @@ def calibration_section(c: Calibration) -> Section:
 
 def margin_section(m: MarginRanking) -> Section:
     s = Section("rating-margin", "Confidence of the ratings")
-    sel = ", ".join(f"{pct(a)} at {cov:.0%} coverage" for cov, a in m.selective.items())
+    sel = ", ".join(f"{fmt_pct(a)} at {cov:.0%} coverage" for cov, a in m.selective.items())
     s.lines.append(
-        "A rating is no probability, so there is no reliability diagram; but the gap between an "
-        "item's top rating and the runner-up's should be wider where the judge is right. Over "
-        f"{m.items:,} items rated in full: accuracy {pct(m.accuracy)} (the preferred answer "
-        "alone on top); AUROC of the gap for being right "
-        + (f"{m.auroc:.3f}" if m.auroc is not None else "– (all right or all wrong)")
-        + f"; answering only the widest gaps: {sel}."
+        Fact(
+            "A rating is no probability, so there is no reliability diagram; but the gap between an "
+            "item's top rating and the runner-up's should be wider where the judge is right. Over "
+            f"{m.items:,} items rated in full: accuracy {fmt_pct(m.accuracy)} (the preferred answer "
+            "alone on top); AUROC of the gap for being right "
+            + (f"{m.auroc:.3f}" if m.auroc is not None else "– (all right or all wrong)")
+            + f"; answering only the widest gaps: {sel}."
+        )
     )
     return s
 
@@ -294,8 +313,10 @@ def samples_section(points: Sequence[SamplesPoint]) -> Section:
     s = Section("samples", "Majority of samples")
     subsets = list(points[0].subsets)
     s.lines.append(
-        "Accuracy (Overall) when each comparison is decided by the majority of its first k "
-        "samples, scored as a run with --samples k would be; an even k can split into a tie."
+        Fact(
+            "Accuracy (Overall) when each comparison is decided by the majority of its first k "
+            "samples, scored as a run with --samples k would be; an even k can split into a tie."
+        )
     )
     s.tables.append(
         Table(
@@ -312,7 +333,7 @@ def samples_section(points: Sequence[SamplesPoint]) -> Section:
             ],
         )
     )
-    s.charts.append(
+    s.curves.append(
         xy_chart(
             [
                 Point(p.k, p.accuracy, p.ci, tip=f"k={p.k}: {p.accuracy:.3f}")
@@ -345,51 +366,3 @@ def analysis_sections(a: RunAnalysis) -> list[Section]:
     if a.samples:
         out.append(samples_section(a.samples))
     return out
-
-
-# ---------------------------------------------------------------- renderers
-
-
-def sections_markdown(sections: Sequence[Section]) -> str:
-    from benchmark.reporting.report import md_table
-
-    parts: list[str] = []
-    for s in sections:
-        parts += [f"## {s.title}", ""]
-        for line in s.lines:
-            parts += [line, ""]
-        for t in s.tables:
-            parts += [md_table(t.header, t.rows), ""]
-    return "\n".join(parts)
-
-
-def sections_html(sections: Sequence[Section]) -> str:
-    def para(line: str) -> str:
-        if line.startswith("**"):
-            return f'<p class="warn">{escape(line.strip("*"))}</p>'
-        return f"<p>{escape(line)}</p>"
-
-    def table(t: Table) -> str:
-        head = "".join(f"<th>{escape(h)}</th>" for h in t.header)
-        rows = "".join(
-            "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in t.rows
-        )
-        html = (
-            f'<div class="scroll"><table id="{escape(t.id)}"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{rows}</tbody></table></div>"
-        )
-        if t.collapsed:
-            html = (
-                f"<details><summary>{escape(t.header[0])}: {len(t.rows):,} rows</summary>"
-                f'<div class="body">{html}</div></details>'
-            )
-        return html
-
-    return "".join(
-        f'<section class="analysis" id="{escape(s.id)}"><h2>{escape(s.title)}</h2>'
-        + "".join(map(para, s.lines))
-        + "".join(s.charts)
-        + "".join(map(table, s.tables))
-        + "</section>"
-        for s in sections
-    )

@@ -11,8 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchmark.scoring.items import SUBSET_NAMES
+from benchmark.scoring import SUBSET_NAMES
 from benchmark.scoring.stats import Interval
+
+from .facts import fmt_pct
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,3 +145,67 @@ def leaderboard(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> list[BoardG
         for key, rows in groups.items()
     ]
     return sorted(out, key=lambda g: (-len(g.rows), g.description))
+
+
+# ---------------------------------------------------------------- the table's cells
+
+HEADER = [
+    "#",
+    "Judge",
+    "Template",
+    "Plan",
+    *SUBSET_NAMES,
+    "Overall",
+    "Consistency",
+    "Invalid",
+    "Cost",
+    "Items",
+    "Date",
+    "Run",
+]
+# the columns that sort as numbers
+NUMERIC = frozenset({0, *range(4, 4 + len(SUBSET_NAMES) + 5)})
+
+
+def _acc(c: Cell) -> str:
+    if c.accuracy is None:
+        return "–"
+    return f"{c.accuracy:.3f}" + (f" [{c.ci.low:.3f}, {c.ci.high:.3f}]" if c.ci else "")
+
+
+def board_cells(rank: int, r: BoardRow) -> list[str]:
+    return [
+        str(rank),
+        r.judge,
+        r.template,
+        r.plan,
+        *(_acc(r.subsets[n]) for n in SUBSET_NAMES),
+        _acc(r.overall),
+        fmt_pct(r.consistency),
+        fmt_pct(r.invalid_rate),
+        f"${r.cost_usd:,.4f}",
+        f"{r.items:,}",
+        r.date[:10],
+        r.run,
+    ]
+
+
+# sort keys per column: numbers where the column is one, the text otherwise
+def sort_keys(rank: int, r: BoardRow) -> list[str]:
+    def num(x: float | None) -> str:
+        return "" if x is None else repr(x)
+
+    return [
+        str(rank),
+        r.judge,
+        r.template,
+        r.plan,
+        *(num(r.subsets[n].accuracy) for n in SUBSET_NAMES),
+        num(r.overall.accuracy),
+        num(r.consistency),
+        num(r.invalid_rate),
+        repr(r.cost_usd),
+        str(r.items),
+        r.date,
+        r.run,
+    ]

@@ -12,16 +12,12 @@ from typing import Any
 
 from benchmark import rundir as mf
 from benchmark.analysis.jury import JuryError, JuryRule, Member, jury
-from benchmark.reporting.report import (
-    COMPARISONS_FILE,
-    MANIFEST_FILE,
-    Rebuilt,
-    read_judged,
-    read_manifest,
-    rebuild,
-)
-from benchmark.reporting.report import run_label as label_of
+from benchmark.reporting.board import plan_text
+from benchmark.rundir import COMPARISONS_FILE, MANIFEST_FILE, read_judged, read_manifest
 from judges.errors import UserError
+
+from .facts import run_label as label_of
+from .rebuild import Rebuilt, rebuild
 
 
 @dataclass
@@ -68,8 +64,6 @@ def make_jury(
         verdicts = jury(members, rule, shared=shared)
     except JuryError as e:
         if _same(plans) is None:
-            from benchmark.reporting.board import plan_text
-
             differ = "; ".join(
                 f"{m.label}: {plan_text(p)}" for m, p in zip(members, plans, strict=True)
             )
