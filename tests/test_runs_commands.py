@@ -52,7 +52,19 @@ def test_jury_of_three_is_a_run(
     report = json.loads((out / "report.json").read_text())
     assert report["overall"]["accuracy"] is not None
     # the jury can be compared with its members like any run
-    assert main(["compare", str(members[0]), str(out), "--bootstrap", "100"]) == 0
+    cmp = tmp_path / "cmp"
+    capsys.readouterr()
+    assert (
+        main(["compare", str(members[0]), str(out), "--bootstrap", "100", "--out", str(cmp)]) == 0
+    )
+    md = capsys.readouterr().out
+    assert "Agreement: Cohen's kappa" in md and "### Agreement by scenario" in md
+    pair = json.loads((cmp / "compare.json").read_text())["pairs"][0]
+    kappa = pair["agreement"]["overall"]
+    # the jury follows its members' majority: it agrees with judge-a well above chance
+    assert kappa["comparisons"] > 0 and 0.3 < kappa["kappa"] < 1
+    dom = chromium(tmp_path, "--dump-dom", (cmp / "compare.html").as_uri()).stdout
+    assert '<p class="agreement">Agreement: Cohen' in dom and '<table class="kappa">' in dom
     dom = chromium(tmp_path, "--dump-dom", (out / "report.html").as_uri()).stdout
     assert '<table class="paper" id="rmb-table">' in dom
     assert "jury (majority)" in dom

@@ -26,7 +26,15 @@ from .board import NUMERIC, BoardGroup, board_cells, sort_keys
 from .charts import Chart, bar_chart, forest_plot, goal_colour
 from .compare import CompareResult, Difference, PairComparison
 from .examples import ScenarioExamples, labels_for
-from .facts import fmt_human, fmt_pct, run_facts, run_label
+from .facts import (
+    KAPPA_HEADER,
+    agreement_text,
+    fmt_human,
+    fmt_pct,
+    kappa_rows,
+    run_facts,
+    run_label,
+)
 
 MAX_TEXT = 6000  # characters of one answer or judge output shown before cutting
 
@@ -61,7 +69,13 @@ def _env() -> jinja2.Environment:
         commas="{:,}".format,
         usd="{:,.4f}".format,
     )
-    env.globals.update(subset_names=SUBSET_NAMES, labels_for=labels_for)
+    env.globals.update(
+        subset_names=SUBSET_NAMES,
+        labels_for=labels_for,
+        agreement_text=agreement_text,
+        kappa_rows=kappa_rows,
+        kappa_header=KAPPA_HEADER,
+    )
     return env
 
 

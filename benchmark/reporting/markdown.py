@@ -12,11 +12,14 @@ from .board import HEADER as BOARD_HEADER
 from .board import BoardGroup, board_cells
 from .compare import CompareResult, Difference
 from .facts import (
+    KAPPA_HEADER,
     Fact,
+    agreement_text,
     fmt_acc,
     fmt_ci,
     fmt_cost,
     fmt_pct,
+    kappa_rows,
     paper_row,
     run_facts,
     run_label,
@@ -208,6 +211,7 @@ def compare_markdown(result: CompareResult) -> str:
                 [_diff_row(d) for d in [*p.subsets, *([p.overall] if p.overall else [])]],
             ),
             "",
+            *([agreement_text(p.agreement), ""] if p.agreement else []),
             "### Scenarios",
             "",
             "Each scenario is a handful of items and there are dozens of them: * marks a "
@@ -219,6 +223,13 @@ def compare_markdown(result: CompareResult) -> str:
                 [[*_diff_row(d), f"{d.holm_p:.3g}"] for d in p.scenarios],
             ),
         ]
+        if p.agreement and p.agreement.scenarios:
+            out += [
+                "",
+                "### Agreement by scenario",
+                "",
+                md_table(KAPPA_HEADER, kappa_rows(p.agreement)),
+            ]
     return "\n".join(out) + "\n"
 
 
