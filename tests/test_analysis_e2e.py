@@ -48,3 +48,36 @@ def test_length_section_shows_a_length_biased_judge(
     gap = fair_report["analysis"]["length"]["longer_gap_ci"]
     assert gap["low"] < 0 < gap["high"]
     assert "The judge prefers the" not in (fair.run_dir / "report.md").read_text()
+
+
+def test_calibration_and_samples_sections_in_the_browser(
+    loopback: Any,
+    tmp_path: Path,
+    real_subset: Path,  # noqa: F811
+) -> None:
+    """A logprob judge's report has the reliability diagram; a run with --samples 3 has the
+    majority-of-k curve, each drawn by the browser."""
+    from test_html_chromium import chromium
+
+    logprob = go(loopback, real_subset, tmp_path, template="pairwise-logprob")
+    cal = json.loads((logprob.run_dir / "report.json").read_text())["analysis"]["calibration"]
+    # the loopback judge states P(choice) in [0.55, 0.95] whatever it chose
+    assert cal["comparisons"] == logprob.comparisons
+    assert 0.55 <= cal["mean_confidence"] <= 0.95
+    assert sum(b["n"] for b in cal["bins"]) == cal["comparisons"]
+    assert 0 <= cal["ece"] <= 1 and set(cal["selective"]) == {"0.5", "0.8"}
+    dom = chromium(tmp_path, "--dump-dom", (logprob.run_dir / "report.html").as_uri()).stdout
+    chart = dom[dom.index('id="chart-reliability"') :]
+    chart = chart[: chart.index("</svg>")]
+    assert chart.count('<circle class="point"') == len(cal["bins"])
+    assert 'class="diagonal"' in chart
+
+    voted = go(loopback, real_subset, tmp_path, samples=3, temperature=1.0)
+    report = json.loads((voted.run_dir / "report.json").read_text())
+    curve = report["analysis"]["samples"]
+    assert [p["k"] for p in curve] == [1, 2, 3]
+    # k = K is the run's own vote: the headline accuracy
+    assert curve[-1]["accuracy"] == report["overall"]["accuracy"]
+    dom = chromium(tmp_path, "--dump-dom", (voted.run_dir / "report.html").as_uri()).stdout
+    chart = dom[dom.index('id="chart-samples"') :]
+    assert chart[: chart.index("</svg>")].count('<circle class="point"') == 3
