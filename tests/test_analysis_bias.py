@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from synthetic_runs import always_first, always_longer, item, judge, pick
 
@@ -10,7 +12,8 @@ from benchmark.analysis.facts import item_facts
 from benchmark.analysis.generators import family, generator_analysis
 from benchmark.analysis.length import length_analysis
 from benchmark.analysis.position import position_analysis
-from benchmark.data import Item
+from benchmark.analysis.run import analyse_run
+from benchmark.data import Item, outline
 from benchmark.plan import Comparison
 from benchmark.scoring import score, vote_all
 from prompts.parsers import Verdict
@@ -153,10 +156,6 @@ def test_model_family(name: str, fam: str) -> None:
 
 
 def test_analyse_run_gathers_every_section() -> None:
-    import json
-
-    from benchmark.analysis.run import analyse_run
-    from benchmark.data import outline
 
     judged = judge(ITEMS, always_longer, samples=2)
     scores = score(ITEMS, judged, bootstrap=50)

@@ -7,11 +7,18 @@ import numpy as np
 import pytest
 from synthetic_runs import item, judge, pick
 
-from benchmark.analysis.calibration import auroc, calibration, duel_calibration
+from benchmark.analysis.calibration import (
+    auroc,
+    calibration,
+    duel_calibration,
+    margin_ranking,
+    rating_margins,
+)
 from benchmark.analysis.duels import duels
 from benchmark.analysis.facts import item_facts
 from benchmark.data import Item
-from benchmark.plan import Comparison
+from benchmark.plan import Comparison, plan
+from benchmark.results import JudgedComparison
 from benchmark.scoring import vote_all
 from prompts.parsers import Verdict
 
@@ -88,9 +95,6 @@ def test_no_probabilities_no_calibration() -> None:
 
 
 def test_rating_margins_rank_right_items_above_wrong_ones() -> None:
-    from benchmark.analysis.calibration import margin_ranking, rating_margins
-    from benchmark.plan import plan
-    from benchmark.results import JudgedComparison
 
     # (chosen, rejected) ratings: gaps 6 (right), 3 (right), 1 (wrong), 0 (tie: wrong)
     ratings = {"pair:0": (9, 3), "pair:1": (7, 4), "pair:2": (5, 6), "pair:3": (5, 5)}

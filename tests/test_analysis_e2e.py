@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from test_html_chromium import chromium
 from test_report_e2e import real_subset  # noqa: F401  (a fixture)
 from test_runner import go
 
@@ -57,7 +58,6 @@ def test_calibration_and_samples_sections_in_the_browser(
 ) -> None:
     """A logprob judge's report has the reliability diagram; a run with --samples 3 has the
     majority-of-k curve, each drawn by the browser."""
-    from test_html_chromium import chromium
 
     logprob = go(loopback, real_subset, tmp_path, template="pairwise-logprob")
     cal = json.loads((logprob.run_dir / "report.json").read_text())["analysis"]["calibration"]

@@ -13,6 +13,7 @@ from test_report import make_run, real_items
 
 from benchmark.cli import main
 from benchmark.rundir import read_judged
+from benchmark.scoring.votes import picked
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,6 @@ def test_jury_of_three_is_a_run(
     jury_lines = read_judged(out)
     member_lines = [read_judged(m) for m in members]
     assert len(jury_lines) == len(member_lines[0])
-    from benchmark.scoring.votes import picked
 
     for j, *ms in zip(jury_lines, *member_lines, strict=True):
         picks = [picked(m.comparison, m.verdict) for m in ms]
