@@ -8,9 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_html_chromium import chromium
 from test_report_e2e import real_subset  # noqa: F401  (a fixture)
 from test_runner import go
+
+pytestmark = pytest.mark.slow  # real RMB runs, reports and a browser: ~10-30 s
 
 
 def test_length_section_shows_a_length_biased_judge(

@@ -15,6 +15,8 @@ from benchmark.cli import main
 from benchmark.rundir import read_judged
 from benchmark.scoring.votes import picked
 
+pytestmark = pytest.mark.slow  # real RMB runs, reports and a browser: ~10-30 s
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, rmb_dir: Path) -> Path:
