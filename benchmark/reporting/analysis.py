@@ -54,10 +54,11 @@ def est_cells(e: Estimate, as_pct: bool = True) -> list[str]:
     return [value, ci_text(e.ci, as_pct), f"{e.n:,}"]
 
 
-def bars(
-    named: Sequence[tuple[str, Estimate]],
-) -> list[tuple[str, float | None, Interval | None, int]]:
-    return [(name, e.value, e.ci, e.n) for name, e in named]
+def estimates_chart(named: Sequence[tuple[str, Estimate]], *, chart_id: str, title: str) -> Chart:
+    """Bars of estimates on a 0–1 axis with their intervals."""
+    return bar_chart(
+        [(name, e.value, e.ci, e.n) for name, e in named], chart_id=chart_id, title=title
+    )
 
 
 def estimates_table(
@@ -139,15 +140,15 @@ def length_section(a: LengthAnalysis) -> Section:
             )
         )
     s.bars.append(
-        bar_chart(
-            bars([("All comparisons", pl), *a.picks_longer_by_subset.items()]),
+        estimates_chart(
+            [("All comparisons", pl), *a.picks_longer_by_subset.items()],
             chart_id="chart-length-longer",
             title="Share of choices that went to the longer answer",
         )
     )
     s.bars.append(
-        bar_chart(
-            bars([(f"ratio {b}", e) for b, e in ratio]),
+        estimates_chart(
+            [(f"ratio {b}", e) for b, e in ratio],
             chart_id="chart-length-ratio",
             title="Accuracy by chars(preferred) / chars(other)",
         )
@@ -181,8 +182,8 @@ def position_section(p: PositionAnalysis) -> Section:
         )
     )
     s.bars.append(
-        bar_chart(
-            bars([(f"ratio {b}", e) for b, e in by_length]),
+        estimates_chart(
+            [(f"ratio {b}", e) for b, e in by_length],
             chart_id="chart-position-length",
             title="Picks A by chars(A) / chars(B)",
         )
