@@ -5,6 +5,7 @@ the selected items): only runs over the same items are ranked against each other
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -135,9 +136,14 @@ def leaderboard(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> list[BoardG
         data = m.get("data") or {}
         row = board_row(run, report)
         # runs from before items were hashed: the same selection of the same number of items
-        key = str(
-            data.get("items_hash")
-            or json.dumps([data.get("items"), m.get("selection")], sort_keys=True, default=str)
+        key = (
+            str(data.get("items_hash") or "")
+            or "selection-"
+            + hashlib.sha256(
+                json.dumps(
+                    [data.get("items"), m.get("selection")], sort_keys=True, default=str
+                ).encode()
+            ).hexdigest()
         )
         groups[key].append((row, selection_text(m, int(data.get("items") or row.items))))
     out = [
