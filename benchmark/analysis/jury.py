@@ -100,7 +100,8 @@ def jury(
             if not any(v.verdict.probs is not None for v in vs.values()):
                 raise JuryError(
                     f"--rule mean-prob needs probabilities, and {m.label}'s verdicts carry none "
-                    "(judge with a logprob template such as pairwise-logprob, or use --rule "
+                    "(a logprob template such as pairwise-logprob, one sample: the vote over "
+                    "samples keeps no probability; or use --rule "
                     "majority)"
                 )
     keys = [set(vs) for vs in voted]
