@@ -19,13 +19,12 @@ from typing import Any
 import pytest
 from support.commands import rmb_run_cmd
 from support.items import write_items
-from support.runs import KEY_ENV, MODEL, answered, go, make_judge
+from support.runs import KEY_ENV, MODEL, answered, go
 
 from benchmark.api import MANIFEST_FILE, RunResult
-from benchmark.options import RunOptions
 from benchmark.rundir import read_judged
 from benchmark.runner.prepare import SPOT_CHECKS
-from judges.base import JudgeIdentity, JudgeOptions, Usage
+from judges.base import JudgeIdentity, Usage
 from judges.cache import CacheStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -388,32 +387,14 @@ class PricedAs:
 
 
 def test_max_cost_stops_before_the_budget(loopback: Any, tmp_path: Path) -> None:
-    import asyncio
-
-    from benchmark.api import arun
     from judges.pricing import cost_usd
 
     data = write_items(tmp_path / "items.jsonl", 100)
-    opts = JudgeOptions(concurrency=8)
 
     def attempt(budget: float | None, dry: bool = False) -> RunResult:
-        async def main() -> RunResult:
-            judge = PricedAs(make_judge(loopback.openai_base_url, opts))
-            try:
-                options = RunOptions(
-                    data=data,
-                    concurrency=opts.concurrency,
-                    cache_dir=tmp_path / "c",
-                    runs_dir=tmp_path / "r",
-                    max_cost=budget,
-                    dry_run=dry,
-                    bootstrap=50,
-                )
-                return await arun(options, judge=judge, handle_signals=False)
-            finally:
-                await judge.aclose()
-
-        return asyncio.run(main())
+        return go(
+            loopback, data, tmp_path, concurrency=8, max_cost=budget, dry_run=dry, wrap=PricedAs
+        )
 
     dry = attempt(None, dry=True)
     assert dry.estimate is not None and 0 < dry.estimate.cost_input_usd < dry.estimate.cost_max_usd
@@ -456,35 +437,20 @@ class Batched:
 
 
 def test_batch_judge_gets_chunks_and_each_is_committed(loopback: Any, tmp_path: Path) -> None:
-    import asyncio
-
-    from benchmark.api import arun
-
     data = write_items(tmp_path / "items.jsonl", 150)
-    opts = JudgeOptions(concurrency=64)
+    judges: list[Batched] = []
 
-    async def main() -> tuple[RunResult, list[int]]:
-        judge = Batched(make_judge(loopback.openai_base_url, opts))
-        try:
-            options = RunOptions(
-                data=data,
-                concurrency=opts.concurrency,
-                cache_dir=tmp_path / "cache",
-                runs_dir=tmp_path / "runs",
-                bootstrap=50,
-            )
-            r = await arun(options, judge=judge, handle_signals=False)
-            return r, judge.batches
-        finally:
-            await judge.aclose()
+    def batched(judge: Any) -> Batched:
+        judges.append(Batched(judge))
+        return judges[-1]
 
-    result, batches = asyncio.run(main())
+    result = go(loopback, data, tmp_path, concurrency=64, wrap=batched)
     assert result.status == "complete" and result.sent == 300
-    assert batches == [256, 44]
+    assert judges[-1].batches == [256, 44]
     with CacheStore(tmp_path / "cache") as store:
         assert store.stats().entries == 300
-    again, batches = asyncio.run(main())
-    assert again.sent == 0 and batches == []
+    again = go(loopback, data, tmp_path, concurrency=64, wrap=batched)
+    assert again.sent == 0 and judges[-1].batches == []
 
 
 def test_progress_bar_shows_the_counters() -> None:

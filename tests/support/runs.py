@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,17 @@ def answered(srv: Any) -> int:
 
 
 def go(
-    srv: Any, data: Path, tmp: Path, *, concurrency: int = 32, template: str = "pairwise", **kw: Any
+    srv: Any,
+    data: Path,
+    tmp: Path,
+    *,
+    concurrency: int = 32,
+    template: str = "pairwise",
+    wrap: Callable[[Any], Any] | None = None,
+    **kw: Any,
 ) -> RunResult:
+    """`benchmark.arun` over `data` with the loopback judge (`wrap`ped, e.g. in a batch
+    judge's shape), the cache and runs under `tmp`; `kw` are RunOptions fields."""
     options = RunOptions(
         template=template,
         data=data,
@@ -61,6 +71,8 @@ def go(
         **kw,
     )
     judge = make_judge(srv.openai_base_url, options.judge_options())
+    if wrap is not None:
+        judge = wrap(judge)
 
     async def main() -> RunResult:
         try:
