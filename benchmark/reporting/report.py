@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from benchmark.data import Item
+from benchmark.files import write_atomic
 from benchmark.results import JudgedComparison
 from benchmark.rundir import (
     COMPARISONS_FILE,
@@ -22,7 +23,6 @@ from benchmark.rundir import (
     read_judged,
     read_manifest,
     recorded_source,
-    write_atomic,
 )
 from benchmark.scoring import ItemResult, Scores
 from judges.base import Completion
