@@ -4,7 +4,17 @@ before anything runs, and the manifest's record of the options. A new option is 
 (and, if it changes what a judge is asked, the JudgeOptions field it fills).
 
 Each field's metadata is an `Opt`: the help text, the flag group, and what a value must be
-(`min`/`max`, `above` for a strict lower bound, `finite`, `choices`)."""
+(`min`/`max`, `above` for a strict lower bound, `finite`, `choices`). Adding an option:
+
+    reasoning_effort: str | None = opt(
+        None, "how hard a reasoning model thinks", "judge",
+        choices=("low", "medium", "high"), judge="reasoning_effort",
+    )
+
+gives `--reasoning-effort`, the config key `reasoning_effort`, the check, the manifest entry,
+and `judge_options().reasoning_effort`. The kind of value comes from the annotation: str (or
+Path), int, float, bool, tuple[str, ...] (a repeatable flag), dict[str, Any] (a JSON object
+on the command line, a TOML table in a config)."""
 
 from __future__ import annotations
 
@@ -12,7 +22,7 @@ import functools
 import math
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +34,9 @@ from .data import Goal, Selection, SetName
 from .plan import BON_STRATEGIES, ORDERS
 
 _J = JudgeOptions()
-Kind = Literal["string", "int", "number", "bool", "list"]
+# what a field holds, from its annotation: str/Path, int, float, bool, tuple[str, ...], and
+# dict[str, Any] ("table": a JSON object on the command line, a TOML table in a config)
+Kind = Literal["string", "int", "number", "bool", "list", "table"]
 # how a kind is named in an error message
 KIND_WORDS: dict[Kind, str] = {
     "string": "a string",
@@ -32,6 +44,7 @@ KIND_WORDS: dict[Kind, str] = {
     "number": "a number",
     "bool": "true or false",
     "list": "a list of strings",
+    "table": "a table of keys and values (a JSON object on the command line)",
 }
 
 
@@ -282,14 +295,17 @@ def _opts() -> tuple[tuple[Any, Opt], ...]:
 def kinds() -> dict[str, Kind]:
     """field name -> the kind of value it holds, from its annotation."""
     hints = typing.get_type_hints(RunOptions)
-    return {f.name: _kind(hints[f.name]) for f in fields(RunOptions)}
+    return {f.name: hint_kind(hints[f.name]) for f in fields(RunOptions)}
 
 
-def _kind(hint: Any) -> Kind:
+def hint_kind(hint: Any) -> Kind:
+    """The kind of value a field annotated `hint` holds (None aside)."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     if typing.get_origin(hint) is tuple:
         return "list"
+    if hint is dict or typing.get_origin(hint) is dict:
+        return "table"
     return {bool: "bool", int: "int", float: "number"}.get(hint, "string")  # type: ignore[return-value]
 
 
@@ -332,6 +348,8 @@ def _of_kind(kind: Kind, v: Any) -> bool:
         return isinstance(v, str | Path)
     if kind == "list":
         return isinstance(v, tuple | list) and all(isinstance(x, str) for x in v)
+    if kind == "table":
+        return isinstance(v, Mapping)
     return valid_kind(kind, v)
 
 
@@ -345,4 +363,6 @@ def valid_kind(kind: Kind, v: Any) -> bool:
         return isinstance(v, int | float) and not isinstance(v, bool)
     if kind == "bool":
         return isinstance(v, bool)
+    if kind == "table":
+        return isinstance(v, dict)
     return isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))

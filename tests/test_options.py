@@ -91,3 +91,20 @@ def test_judge_options_and_manifest() -> None:
     recorded = json.loads(json.dumps(o.manifest(), default=str))
     assert set(recorded) == {f.name for f in fields(RunOptions)}
     assert recorded["rps"] == 2.5 and recorded["sets"] == ["pairwise", "bon"]
+
+
+def test_a_table_option_is_one_field_away() -> None:
+    """Options that hold keys and values (chat-template arguments, an extra request body) are a
+    `dict[str, Any] | None` field: a JSON object on the command line, a TOML table in a config,
+    a mapping from Python."""
+    import argparse
+
+    from benchmark.commands.flags import json_object
+    from benchmark.options import hint_kind, valid_kind
+
+    assert hint_kind(dict[str, Any] | None) == "table"
+    assert json_object('{"enable_thinking": false}') == {"enable_thinking": False}
+    for bad in ("[1, 2]", "{not json"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected a JSON object"):
+            json_object(bad)
+    assert valid_kind("table", {"top_k": 20}) and not valid_kind("table", "top_k=20")

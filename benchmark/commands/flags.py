@@ -4,6 +4,7 @@ commands the selection), and the options back from what was given (flags, a conf
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ def add_flags(
                 kw["choices"] = m.choices
             elif k in _ARG_TYPES:
                 kw["type"] = _bounded(_ARG_TYPES[k], m)
+            elif k == "table":
+                kw["type"] = json_object
         g.add_argument(m.flag_name(name), **kw)
 
 
@@ -67,6 +70,17 @@ def _bounded(convert: Any, m: Opt) -> Any:
 
     parse.__name__ = convert.__name__
     return parse
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """argparse's type of a table option: a JSON object, e.g. '{"enable_thinking": false}'."""
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({e})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
 
 
 def _split(values: list[str] | tuple[str, ...] | str | None) -> tuple[str, ...]:
