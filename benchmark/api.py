@@ -22,7 +22,7 @@ from typing import Any, ParamSpec
 
 from judges.base import Judge, JudgeOptions, Usage
 from judges.cache import CacheStore
-from judges.errors import UserError
+from judges.errors import JudgeServerDied, UserError
 
 from . import manifest as mf
 from .data import Item, Selection, load, outline, return_freed_memory
@@ -274,15 +274,20 @@ async def arun(
                 "started_at": started,
             }
             mf.write_json(run_dir / MANIFEST_FILE, manifest)
-            outcome = await execute(
-                prepared,
-                the_judge,
-                store,
-                concurrency=options.concurrency,
-                max_cost=max_cost,
-                progress=progress,
-                handle_signals=handle_signals,
-            )
+            try:
+                outcome = await execute(
+                    prepared,
+                    the_judge,
+                    store,
+                    concurrency=options.concurrency,
+                    max_cost=max_cost,
+                    progress=progress,
+                    handle_signals=handle_signals,
+                )
+            except JudgeServerDied as e:  # execute() kept the answers: say how to go on
+                if resume_hint and not getattr(e, "__notes__", None):
+                    e.add_note(f"Answers so far are cached; to resume run:\n  {resume_hint}")
+                raise
             # past here nothing is rendered: scoring needs no text, and the report's few
             # examples read theirs again from the dataset (a full RMB run's texts are 43 MB)
             prepared.release()

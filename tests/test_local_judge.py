@@ -270,7 +270,7 @@ async def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
     from judges.base import ChatRequest, Message
 
     with pytest.raises(
-        JudgeSetupError, match=r"broken\.gguf exited with code \d+; its last output"
+        JudgeSetupError, match=r"broken\.gguf exited with code \d+\. Try: .* Its last output"
     ):
         await judge.complete(ChatRequest((Message("user", "hi"),), judge.identity.model))
     # 8192 tokens of context first, then 4096, then the error; nothing left running
