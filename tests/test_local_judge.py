@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import signal
 import subprocess
@@ -244,6 +245,19 @@ def test_serve_local_prints_the_run_line_and_stops_on_ctrl_c() -> None:
 
 
 # ---------------------------------------------------------------- set-up errors and identity
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 build flags")
+def test_the_installed_llama_cpp_runs_on_any_avx2_cpu() -> None:
+    """`make install` builds llama.cpp for any x86-64 CPU with AVX2 (Makefile: LLAMA_CMAKE_ARGS),
+    never -march=native: its AMX kernels crashed an AMX Xeon at the first completion, and an
+    AVX-512 build dies of SIGILL on AVX2-only CPUs."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode()
+    assert "AVX2 = 1" in info, info
+    assert not re.search(r"(AMX|AVX512)\w* = 1", info), info
+
 
 
 def test_identity_names_the_model_file_not_the_port() -> None:
