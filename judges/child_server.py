@@ -28,7 +28,6 @@ from typing import IO, Any, Protocol
 from .base import ChatRequest, Completion, Judge, JudgeIdentity, JudgeStats
 from .errors import JudgeServerDied, JudgeSetupError
 
-
 # how often a running judge looks at its child: a dead one fails requests within this
 WATCH_INTERVAL_S = 0.2
 

@@ -215,7 +215,11 @@ class LlamaServer:
             # single slot: a second request waits its turn instead of cancelling the first
             *("--interrupt_requests", "False", "--verbose", "False"),
         ]
-        launcher = shlex.split(os.environ.get(SERVER_CMD_ENV, "")) or [sys.executable, "-c", _LAUNCH]
+        launcher = shlex.split(os.environ.get(SERVER_CMD_ENV, "")) or [
+            sys.executable,
+            "-c",
+            _LAUNCH,
+        ]
         self.child = ChildServer([*launcher, *args], f"{self.base_url}/models")
         self.child.spawn()
         assert self.child.pid is not None

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import wait_gone
 
 from judges.base import ChatRequest, JudgeOptions, Message
 from judges.child_server import free_port
@@ -32,22 +33,10 @@ FAKE = Path(__file__).resolve().parent / "fake_judge_server.py"
 HINTS = ("make install", "--judge local:PATH.gguf", "another judge")
 
 
-def alive(pid: int) -> bool:
-    """Running, not just a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def assert_all_gone(pids_file: Path, at_least: int = 2) -> None:
     pids = [int(p) for p in pids_file.read_text().split()]
     assert len(pids) >= at_least, pids  # the fake server and its helper, each time it started
-    deadline = time.monotonic() + 5
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [p for p in pids if alive(p)], "processes left behind"
+    assert all(wait_gone(p, 5) for p in pids), f"processes left behind: {pids}"
 
 
 @pytest.fixture
@@ -223,8 +212,10 @@ def test_serve_local_names_how_its_server_died(
     mode: str, says: str, fake_env: dict[str, str], fake_gguf: Path, tmp_path: Path
 ) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmark.cli", "serve-local"]
-        + ["--model", str(fake_gguf), "--port", str(free_port())],
+        [
+            *(sys.executable, "-m", "benchmark.cli", "serve-local"),
+            *("--model", str(fake_gguf), "--port", str(free_port())),
+        ],
         cwd=REPO,
         env={**fake_env, "FAKE_MODE": mode},
         stdout=subprocess.PIPE,

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from processes import alive, wait_gone
 
 from benchmark.api import arun
 from benchmark.commands.local import demo_items
@@ -71,24 +72,6 @@ def letter_template(tmp_path: Path) -> Path:
     path = tmp_path / "letter.j2"
     path.write_text(LETTER_TEMPLATE)
     return path
-
-
-def alive(pid: int) -> bool:
-    """Running, not just a zombie waiting for a parent that never reaps it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_gone(pid: int, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 # ---------------------------------------------------------------- end to end
@@ -257,7 +240,6 @@ def test_the_installed_llama_cpp_runs_on_any_avx2_cpu() -> None:
     info = llama_cpp.llama_print_system_info().decode()
     assert "AVX2 = 1" in info, info
     assert not re.search(r"(AMX|AVX512)\w* = 1", info), info
-
 
 
 def test_identity_names_the_model_file_not_the_port() -> None:
