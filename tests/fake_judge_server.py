@@ -76,6 +76,7 @@ class Handler(BaseHTTPRequestHandler):
         print(f"fake server: request {answered + 1}: {fault}", file=sys.stderr, flush=True)
         if fault == "segv":
             os.kill(os.getpid(), signal.SIGSEGV)
+            time.sleep(3600)  # the signal is asynchronous: never answer before it lands
         elif fault == "exit":
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

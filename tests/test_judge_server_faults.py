@@ -162,7 +162,7 @@ async def test_requests_in_flight_and_later_fail_within_seconds_when_the_child_d
 
     try:
         in_flight = [asyncio.ensure_future(judge.complete(request(n))) for n in range(2)]
-        while judge.server.pid is None or judge.server.child is None:
+        while judge._inner is None:  # started and checked
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.0)  # both requests are waiting on the hung server
         assert not any(t.done() for t in in_flight)
