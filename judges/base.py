@@ -180,6 +180,10 @@ class JudgeOptions:
     # aiohttp session, same body/parse/errors, ~4x less CPU per request), None = the backend's
     # default (lean for a custom --base-url server, the SDK for the hosted API)
     transport: str | None = None
+    # several OpenAI-compatible servers of one judge (judges/pool.py); base_url is the one-server
+    # case. judge_id names a custom server's judge in the cache instead of its address.
+    base_urls: tuple[str, ...] = ()
+    judge_id: str | None = None
 
     def request(
         self,

@@ -42,6 +42,18 @@ def parse_spec(spec: str) -> tuple[str, str]:
 def build_judge(spec: str, options: JudgeOptions) -> Judge:
     provider, model = parse_spec(spec)
     module = importlib.import_module(PROVIDERS[provider])
+    urls = options.base_urls or ((options.base_url,) if options.base_url else ())
+    if len(urls) > 1 or options.judge_id:
+        if provider != "openai" or not urls:
+            raise UserError(
+                f"judge {spec!r}: several --base-url servers and --judge-id are for "
+                "OpenAI-compatible servers: use --judge openai:MODEL --base-url URL ..."
+            )
+        from .pool import build_pool
+
+        return build_pool(
+            provider, model, options, urls, options.judge_id, lambda _, o: module.build(model, o)
+        )
     judge: Judge = module.build(model, options)
     return judge
 
