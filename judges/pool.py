@@ -176,7 +176,7 @@ class PoolJudge:
         server.cooldown_s = COOLDOWN_S
         server.answered += 1
         server.last_answer = time.monotonic()
-        server.limit.observe(seconds, c.usage.input_tokens, c.usage.output_tokens)
+        server.limit.observe(seconds, c.usage.output_tokens)
         if self._news is not None:
             self._news.set()
             self._news = None

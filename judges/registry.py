@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import replace
 
 from .base import Judge, JudgeOptions
 from .errors import UserError
@@ -54,6 +55,8 @@ def build_judge(spec: str, options: JudgeOptions) -> Judge:
         return build_pool(
             provider, model, options, urls, options.judge_id, lambda _, o: module.build(model, o)
         )
+    if urls:
+        options = replace(options, base_url=urls[0], base_urls=())
     judge: Judge = module.build(model, options)
     return judge
 

@@ -7,8 +7,9 @@ has grown past `TOLERANCE`× of it (requests wait in the server's queue: more in
 lengthens the queue) or the server answers overloaded (503). It settles where the server is
 full with a short queue of its own: fed, never flooded.
 
-Latency is read per token of work (output tokens, plus input tokens at a fraction: prefill is
-much cheaper per token than decoding, yet a long prompt does take longer) and per window of completions (the median of about half a limit's worth), so one
+Latency is read per output token (decoding is most of an engine's time per request: an answer
+twice as long takes about twice as long on an idle server too; prompts are prefilled at tens of
+times that speed, and counting them made the signal noisier, not truer) and per window of completions (the median of about half a limit's worth), so one
 long answer or one slow request moves nothing."""
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ BACKOFF = 0.8
 # not queueing our requests: its latency then becomes the new best
 FLOOR = 2
 MIN_WINDOW = 8
-# input tokens prefilled in the time of one output token decoded (order of magnitude)
-PREFILL_PER_DECODE = 20
 
 
 class ServerLimit:
@@ -36,16 +35,16 @@ class ServerLimit:
             raise ValueError(f"need 1 <= initial ({initial}) <= ceiling ({ceiling})")
         self.ceiling = ceiling
         self.value = float(initial)
-        self.best = float("inf")  # seconds per token of work, best window median
+        self.best = float("inf")  # seconds per output token, best window median
         self._window: list[float] = []
 
     @property
     def slots(self) -> int:
         return max(1, int(self.value))
 
-    def observe(self, seconds: float, input_tokens: int, output_tokens: int) -> None:
-        """One answered request: its latency and size."""
-        self._window.append(seconds / max(1.0, output_tokens + input_tokens / PREFILL_PER_DECODE))
+    def observe(self, seconds: float, output_tokens: int) -> None:
+        """One answered request: its latency and length."""
+        self._window.append(seconds / max(1, output_tokens))
         if len(self._window) < max(MIN_WINDOW, self.slots // 2):
             return
         median = statistics.median(self._window)

@@ -236,22 +236,22 @@ def test_server_limit_fills_a_server_and_keeps_its_queue_short() -> None:
     server = _Queue(capacity=32, service_s=0.2)
     limit = ServerLimit(initial=4, ceiling=1024)
     for _ in range(3000):
-        limit.observe(server.latency(limit.slots), 100, 5)
+        limit.observe(server.latency(limit.slots), 5)
     assert 32 <= limit.slots <= 2 * 32 + 8  # full, with a queue at most about as long again
     small = ServerLimit(initial=4, ceiling=20)
     for _ in range(500):
-        small.observe(server.latency(small.slots), 100, 5)
+        small.observe(server.latency(small.slots), 5)
     assert small.slots == 20  # never past the ceiling
     before = limit.slots
     limit.overloaded()
     assert limit.slots < before
 
 
-def test_server_limit_reads_latency_per_token_of_work() -> None:
+def test_server_limit_reads_latency_per_output_token() -> None:
     limit = ServerLimit(initial=8, ceiling=256)
     for i in range(2000):  # an idle server: long answers take longer, nothing queues
         tokens = 10 if i % 2 else 400
-        limit.observe(0.01 * tokens, 0, tokens)
+        limit.observe(0.01 * tokens, tokens)
     assert limit.slots == 256
 
 
@@ -259,8 +259,8 @@ def test_server_limit_rebases_on_a_server_slower_for_good() -> None:
     server = _Queue(capacity=32, service_s=0.2)
     limit = ServerLimit(initial=16, ceiling=256)
     for _ in range(500):
-        limit.observe(server.latency(limit.slots), 100, 5)
+        limit.observe(server.latency(limit.slots), 5)
     server.service_s = 1.0  # another tenant: 5x slower at any load
     for _ in range(3000):
-        limit.observe(server.latency(limit.slots), 100, 5)
+        limit.observe(server.latency(limit.slots), 5)
     assert 32 <= limit.slots <= 72
