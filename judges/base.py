@@ -184,6 +184,12 @@ class JudgeOptions:
     # case. judge_id names a custom server's judge in the cache instead of its address.
     base_urls: tuple[str, ...] = ()
     judge_id: str | None = None
+    # in-process vLLM: engine replicas on Ray (judges/ray_replicas.py) and each one's layout;
+    # how the work is spread, never part of the identity
+    replicas: int = 1
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    ray_address: str | None = None
 
     def request(
         self,

@@ -35,6 +35,7 @@ from .base import (
     ChatRequest,
     Completion,
     FinishReason,
+    Judge,
     JudgeIdentity,
     JudgeOptions,
     JudgeStats,
@@ -258,7 +259,7 @@ class VLLMJudge:
     def loaded(self) -> bool:
         return self._llm is not None
 
-    def _run_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+    def run_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """Blocking: build the LLM if needed, then one LLM.chat over every request that fits."""
         llm = self.load()
         out: list[Completion | None] = [None] * len(requests)
@@ -288,7 +289,7 @@ class VLLMJudge:
         if not requests:
             return []
         async with self._lock:  # one batch on the engine at a time
-            done = await asyncio.to_thread(self._run_batch, list(requests))
+            done = await asyncio.to_thread(self.run_batch, list(requests))
         for c in done:
             self._account(c)
         return done
@@ -332,9 +333,29 @@ class VLLMJudge:
             await asyncio.to_thread(core.shutdown)
 
 
-def build(model: str, options: JudgeOptions) -> VLLMJudge:
+def build(model: str, options: JudgeOptions) -> Judge:
+    """One engine in this process, or `options.replicas` engines on Ray (or any number on the
+    cluster at `options.ray_address`)."""
     if not model:
         raise JudgeSetupError(
             "vllm: name a model id or path, e.g. --judge vllm:/models/qwen2.5-0.5b"
         )
-    return VLLMJudge(model, options)
+    if options.replicas > 1 or options.ray_address:
+        from .ray_replicas import Layout, RayVLLMJudge
+
+        layout = Layout(
+            options.replicas,
+            options.tensor_parallel,
+            options.pipeline_parallel,
+            options.ray_address,
+        )
+        return RayVLLMJudge(model, options, layout)
+    parallel = {
+        k: v
+        for k, v in (
+            ("tensor_parallel_size", options.tensor_parallel),
+            ("pipeline_parallel_size", options.pipeline_parallel),
+        )
+        if v > 1
+    }
+    return VLLMJudge(model, options, **parallel)
