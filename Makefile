@@ -72,3 +72,4 @@ test-ray: vllm-env
 
 bench-vllm: vllm-env
 	$(VLLM_BIN)/python bench/vllm_bench.py --model $(VLLM_MODEL)
+	$(VLLM_BIN)/python bench/ray_bench.py --model $(VLLM_MODEL)

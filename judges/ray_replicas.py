@@ -47,6 +47,8 @@ GPU_BATCH = 256
 CPU_BATCH = 16
 # the engine core in the actor's own process: killing the actor then leaves no orphan behind
 ACTOR_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+# how long a replica may take to load its engine (a large model from a network disk is slow)
+START_TIMEOUT_S = 1800.0
 RAY_HINT = "install it in the vLLM venv (`.venv-vllm/bin/pip install 'ray[data]'`)"
 
 
@@ -282,8 +284,13 @@ class RayVLLMJudge:
     async def _serve(self, handle: _Handle) -> None:
         ray = self.ray
         try:
-            handle.pid = await handle.actor.ready.remote()
-        except ray.exceptions.RayActorError as exc:
+            # bounded: Ray may hold an actor its memory monitor killed while it loaded as
+            # "to be rescheduled" with no restart left, and never answer
+            handle.pid = await asyncio.wait_for(handle.actor.ready.remote(), START_TIMEOUT_S)
+        except (ray.exceptions.RayActorError, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                exc = TimeoutError(f"not loaded after {START_TIMEOUT_S:.0f} s")
+                ray.kill(handle.actor, no_restart=True)
             self._died(handle, [], exc)
             return
         while True:

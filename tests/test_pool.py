@@ -264,3 +264,15 @@ def test_server_limit_rebases_on_a_server_slower_for_good() -> None:
     for _ in range(3000):
         limit.observe(server.latency(limit.slots), 5)
     assert 32 <= limit.slots <= 72
+
+
+def test_an_overloaded_server_saying_503_gets_less_and_nothing_is_lost() -> None:
+    with running_fleet(2, capacity=4, latency=0.02, queue=4) as fleet:
+        judge = pool(fleet.urls, concurrency=64)
+        texts = asyncio.run(answer_all(judge, requests(300), workers=128))
+        stats = fleet.stats()
+        per_request = fleet.answers_per_request()
+    assert all(t.startswith("Reasons.") for t in texts)
+    assert sum(s["rejected"] for s in stats) > 0  # it did say 503 ...
+    assert all(s.limit.slots < 16 for s in judge.servers)  # ... and was given less
+    assert len(per_request) == 300 and set(per_request.values()) == {1}
