@@ -9,7 +9,8 @@ no request is ever answered twice by design, and none is lost while any server l
 
 A server that fails `FAILS_TO_DROP` requests in a row is taken out of rotation (its requests in
 flight fail with it and go to the others) and tried again after a cool-down that doubles while
-it keeps failing; the run's log says both. A request that failed on every server while one of
+it keeps failing; the run's log says both. When every server has failed its probes for about a
+minute the run stops (a setup error: what was answered is cached, rerunning resumes). A request that failed on every server while one of
 them answered others since is the request's fault (the servers work): its error is the answer.
 
 The pool's identity is the model, never the servers' addresses: `--judge-id NAME`, else the
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .base import ChatRequest, Completion, Judge, JudgeIdentity, JudgeOptions, JudgeStats
-from .errors import UserError
+from .errors import JudgeSetupError, UserError
 from .server_limit import ServerLimit
 
 log = logging.getLogger("judges")
@@ -130,6 +131,12 @@ class PoolJudge:
             if server is not None:
                 server.in_flight += 1
                 return server
+            if all(s.cooldown_s >= MAX_COOLDOWN_S and s.probing for s in self.servers):
+                raise JudgeSetupError(
+                    f"no server of {self.identity.label()} has answered for a minute "
+                    f"({self.summary()}); the answers so far are cached: rerun the same "
+                    "command when the servers are back"
+                )
             # wait for a slot, or for the next server to come back from its cool-down
             back = [s.down_until - now for s in self.servers if not s.usable(now)]
             timeout = min(back) if back else None

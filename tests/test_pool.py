@@ -18,6 +18,7 @@ from server_fleet import MODEL, REJECT, Fleet, running_fleet
 
 from benchmark.api import run
 from benchmark.data import Selection
+from judges import pool as pool_module
 from judges.base import ChatRequest, JudgeOptions, Message, cache_key
 from judges.errors import JudgeSetupError, UserError
 from judges.pool import ID_PREFIX, PoolJudge, read_url_file
@@ -276,3 +277,20 @@ def test_an_overloaded_server_saying_503_gets_less_and_nothing_is_lost() -> None
     assert sum(s["rejected"] for s in stats) > 0  # it did say 503 ...
     assert all(s.limit.slots < 16 for s in judge.servers)  # ... and was given less
     assert len(per_request) == 300 and set(per_request.values()) == {1}
+
+
+def test_a_pool_whose_servers_are_all_gone_stops_instead_of_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pool_module, "COOLDOWN_S", 0.05)
+    monkeypatch.setattr(pool_module, "MAX_COOLDOWN_S", 0.2)
+    judge = pool(["http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1"], judge_id="m")
+
+    async def go() -> None:
+        try:
+            await asyncio.gather(*(judge.complete(r) for r in requests(20)))
+        finally:
+            await judge.aclose()
+
+    with pytest.raises(JudgeSetupError, match=r"no server of .* has answered"):
+        asyncio.run(go())
