@@ -32,9 +32,15 @@ class ChatRequest:
     response_format: str | None = None
     # the k-th independent sample of the same prompt (majority voting); part of the key
     sample_index: int = 0
+    # the verdict labels ("A", "B") whose logprobs a backend that scores given tokens (in-process
+    # vLLM) returns exactly at each position, not only when they are in the top_logprobs
+    logprob_labels: tuple[str, ...] | None = None
 
     def canonical_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        d = asdict(self)
+        if d["logprob_labels"] is None:
+            del d["logprob_labels"]  # absent when unset: keys made before it existed still hold
+        return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +206,7 @@ class JudgeOptions:
         max_tokens: int | None = None,
         top_logprobs: int | None = None,
         response_format: str | None = None,
+        logprob_labels: tuple[str, ...] | None = None,
     ) -> ChatRequest:
         """Build the request for rendered messages. A template may ask for its own max_tokens,
         top_logprobs or JSON mode; the judge's system prompt, if set, goes first."""
@@ -216,4 +223,5 @@ class JudgeOptions:
             top_logprobs=top_logprobs if top_logprobs is not None else self.top_logprobs,
             response_format=response_format,
             sample_index=sample_index,
+            logprob_labels=logprob_labels,
         )

@@ -238,12 +238,37 @@ class VLLMJudge:
             **llm_kwargs,
         }
         self._llm: Any = None
+        self._label_ids: dict[tuple[str, ...], list[int]] = {}
         self._lock = asyncio.Lock()
         self._pending: list[tuple[ChatRequest, asyncio.Future[Completion]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
+    def _label_token_ids(self, labels: tuple[str, ...]) -> list[int] | None:
+        """The first token of each label, bare and after a space ("A", " A"): what a one-token
+        verdict starts with. None where this vLLM cannot score given tokens."""
+        if "logprob_token_ids" not in self.vllm.SamplingParams.__struct_fields__:
+            return None
+        ids = self._label_ids.get(labels)
+        if ids is None:
+            tokenizer = self.load().get_tokenizer()
+            found = {
+                pieces[0]
+                for label in labels
+                for text in (label, " " + label)
+                if (pieces := tokenizer.encode(text, add_special_tokens=False))
+            }
+            ids = self._label_ids[labels] = sorted(found)
+        return ids
+
     def _sampling_params(self, request: ChatRequest) -> Any:
         params = sampling_params_for(request)
+        if request.logprob_labels and request.top_logprobs is not None:
+            ids = self._label_token_ids(request.logprob_labels)
+            if ids:
+                # exactly these tokens' logprobs (and the answered one's), at every position:
+                # P(A) and P(B) even when one of them is outside the top-k
+                params.pop("logprobs", None)
+                params["logprob_token_ids"] = ids
         if "structured_outputs" in params:
             structured = importlib.import_module("vllm.sampling_params").StructuredOutputsParams
             params["structured_outputs"] = structured(**params["structured_outputs"])
