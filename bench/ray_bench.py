@@ -57,23 +57,14 @@ def measure(model: str, requests: list[ChatRequest], replicas: int, threads: int
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="HF model folder (make vllm-env makes one)")
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--requests", type=int, default=32)
+    ap.add_argument("--requests", type=int, default=32, help="RMB prompts of <= 4,000 chars")
     ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--max-chars", type=int, default=4000, help="longest rendered prompt")
     ap.add_argument("--replicas", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     args = ap.parse_args(argv)
     threads = os.cpu_count() or 1
-    requests = requests_for(
-        args.data,
-        args.requests,
-        model_identity(args.model),
-        args.max_tokens,
-        args.max_chars,
-        args.seed,
-    )
+    served = model_identity(args.model)
+    requests = requests_for(DEFAULT_DATA, args.requests, served, args.max_tokens, 4000, seed=0)
     report: dict[str, Any] = {
         "requests": len(requests),
         "max_tokens": args.max_tokens,

@@ -141,6 +141,14 @@ class JudgeStats:
     output_tokens: int = 0
     cost_usd: float = 0.0
 
+    def count(self, c: Completion) -> None:
+        """One completion's tokens, and whether it failed (requests are counted by the caller:
+        a judge may count a request when it is sent, or when it is answered)."""
+        self.input_tokens += c.usage.input_tokens
+        self.output_tokens += c.usage.output_tokens
+        if c.finish_reason in ("error", "refused"):
+            self.errors += 1
+
 
 @runtime_checkable
 class Judge(Protocol):

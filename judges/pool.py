@@ -239,11 +239,7 @@ class PoolJudge:
         return self._account(replace(last, attempts=min(attempt + 1, self.max_attempts)))
 
     def _account(self, c: Completion) -> Completion:
-        st = self.stats
-        st.input_tokens += c.usage.input_tokens
-        st.output_tokens += c.usage.output_tokens
-        if c.finish_reason in ("error", "refused"):
-            st.errors += 1
+        self.stats.count(c)
         return c
 
     async def aclose(self) -> None:

@@ -311,7 +311,8 @@ class RayVLLMJudge:
             handle.busy = 0
             handle.answered += len(done)
             for (_, fut), c in zip(batch, done, strict=True):
-                self._account(c)
+                self.stats.requests += 1
+                self.stats.count(c)
                 if not fut.done():
                     fut.set_result(c)
 
@@ -323,13 +324,6 @@ class RayVLLMJudge:
         self._queue.append((request, fut))
         self._signal()
         return await fut
-
-    def _account(self, c: Completion) -> None:
-        self.stats.requests += 1
-        self.stats.input_tokens += c.usage.input_tokens
-        self.stats.output_tokens += c.usage.output_tokens
-        if c.finish_reason in ("error", "refused"):
-            self.stats.errors += 1
 
     def kill_replica(self, index: int) -> None:
         """Stop one replica as a crash would (tests, operators): its batch moves on."""

@@ -345,10 +345,7 @@ class VLLMJudge:
 
     def _account(self, c: Completion) -> None:
         self.stats.requests += 1
-        self.stats.input_tokens += c.usage.input_tokens
-        self.stats.output_tokens += c.usage.output_tokens
-        if c.finish_reason in ("error", "refused"):
-            self.stats.errors += 1
+        self.stats.count(c)
 
     async def aclose(self) -> None:
         llm, self._llm = self._llm, None
