@@ -10,8 +10,10 @@ no request is ever answered twice by design, and none is lost while any server l
 A server that fails `FAILS_TO_DROP` requests in a row is taken out of rotation (its requests in
 flight fail with it and go to the others) and tried again after a cool-down that doubles while
 it keeps failing; the run's log says both. When every server has failed its probes for about a
-minute the run stops (a setup error: what was answered is cached, rerunning resumes). A request that failed on every server while one of
-them answered others since is the request's fault (the servers work): its error is the answer.
+minute the run stops (a setup error: what was answered is cached, rerunning resumes). A request
+that failed on every server waits (from `backoff_s`, doubling) before it is tried on them again,
+up to the judge's retries: overload, a restart and a refused request all end that way, without
+guessing from an error's wording.
 
 The pool's identity is the model, never the servers' addresses: `--judge-id NAME`, else the
 model id the servers list at /v1/models (they must agree), so the cache survives moving,
@@ -21,12 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -77,8 +76,8 @@ class Server:
 
 @dataclass
 class _Attempts:
-    failed_on: set[int] = field(default_factory=set)
-    started: float = field(default_factory=time.monotonic)
+    failed_on: set[int] = field(default_factory=set)  # servers this request failed on
+    rounds: int = 0  # times it failed on every server
 
 
 class PoolJudge:
@@ -92,6 +91,7 @@ class PoolJudge:
         initial_slots: int = INITIAL_SLOTS,
         max_slots: int = MAX_SLOTS,
         max_attempts: int = 7,
+        backoff_s: float = 1.0,
     ) -> None:
         if not servers:
             raise UserError("a server pool needs at least one base URL")
@@ -102,8 +102,8 @@ class PoolJudge:
             Server(i, url, j, ServerLimit(initial, max_slots)) for i, (url, j) in enumerate(servers)
         ]
         self.max_attempts = max(1, max_attempts)
+        self.backoff_s = backoff_s
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._news: asyncio.Event | None = None  # set at the next good answer
 
     @property
     def max_in_flight(self) -> int:
@@ -165,17 +165,6 @@ class PoolJudge:
 
     # ------------------------------------------------------------ health
 
-    async def _some_answer_since(self, since: float) -> bool:
-        """Whether a server answered any request after `since`, waiting up to a cool-down for
-        one (a request rejected at once by every server fails faster than others answer)."""
-        if any(s.last_answer > since for s in self.servers):
-            return True
-        if self._news is None:
-            self._news = asyncio.Event()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._news.wait(), COOLDOWN_S)
-        return any(s.last_answer > since for s in self.servers)
-
     def _answered(self, server: Server, seconds: float, c: Completion) -> None:
         if server.probing:
             log.warning("judge server %s answers again: back in rotation", server.url)
@@ -184,9 +173,6 @@ class PoolJudge:
         server.answered += 1
         server.last_answer = time.monotonic()
         server.limit.observe(seconds, c.usage.output_tokens)
-        if self._news is not None:
-            self._news.set()
-            self._news = None
 
     def _failed(self, server: Server, c: Completion) -> None:
         server.failed += 1
@@ -230,10 +216,12 @@ class PoolJudge:
             self._failed(server, c)
             last = c
             tried.failed_on.add(server.index)
-            if len(tried.failed_on) == len(self.servers):
-                if await self._some_answer_since(tried.started):
-                    break  # the servers answer others: this request is what fails
+            if len(tried.failed_on) == len(self.servers) and attempt + 1 < self.max_attempts:
+                # every server failed it: overloaded, restarting, or the request is refused;
+                # a doubling wait before the next round tells them apart without a guess
                 tried.failed_on.clear()
+                tried.rounds += 1
+                await asyncio.sleep(min(MAX_COOLDOWN_S, self.backoff_s * 2 ** (tried.rounds - 1)))
             self.stats.retries += 1
         assert last is not None
         return self._account(replace(last, attempts=min(attempt + 1, self.max_attempts)))
@@ -277,11 +265,13 @@ def read_url_file(path: str | Path) -> list[str]:
 def served_model_id(base_url: str, timeout_s: float = 5.0) -> str | None:
     """The model id an OpenAI-compatible server lists first at /models, or None when it does
     not answer (or lists nothing)."""
+    import urllib.request  # ~15 ms of imports: only a pool being built needs it
+
     try:
         with urllib.request.urlopen(base_url.rstrip("/") + "/models", timeout=timeout_s) as resp:
             data = json.loads(resp.read())
         return str(data["data"][0]["id"])
-    except (OSError, urllib.error.URLError, ValueError, KeyError, IndexError, TypeError):
+    except (OSError, ValueError, KeyError, IndexError, TypeError):  # URLError is an OSError
         return None
 
 
@@ -320,4 +310,10 @@ def build_pool(
     per_server = replace(options, max_retries=0, concurrency=ceiling, base_urls=(), judge_id=None)
     identity = pool_identity(provider, model, urls, judge_id)
     servers = [(u, connect(u, replace(per_server, base_url=u))) for u in urls]
-    return PoolJudge(identity, servers, max_slots=ceiling, max_attempts=options.max_retries + 1)
+    return PoolJudge(
+        identity,
+        servers,
+        max_slots=ceiling,
+        max_attempts=options.max_retries + 1,
+        backoff_s=options.backoff_s,
+    )

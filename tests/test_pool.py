@@ -17,11 +17,11 @@ import pytest
 from server_fleet import MODEL, REJECT, Fleet, running_fleet
 
 from benchmark.api import run
-from benchmark.data import Selection
+from benchmark.options import RunOptions
 from judges import pool as pool_module
 from judges.base import ChatRequest, JudgeOptions, Message, cache_key
 from judges.errors import JudgeSetupError, UserError
-from judges.pool import ID_PREFIX, PoolJudge, read_url_file
+from judges.pool import ID_PREFIX, MAX_SLOTS, PoolJudge, read_url_file
 from judges.registry import build_judge
 from judges.server_limit import ServerLimit
 
@@ -41,7 +41,7 @@ def three(fleet: Fleet) -> Fleet:
 
 
 def pool(urls: list[str], **kw: object) -> PoolJudge:
-    options = JudgeOptions(base_urls=tuple(urls), timeout_s=10, **kw)  # type: ignore[arg-type]
+    options = JudgeOptions(base_urls=tuple(urls), timeout_s=10, backoff_s=0.1, **kw)  # type: ignore[arg-type]
     judge = build_judge(f"openai:{MODEL}", options)
     assert isinstance(judge, PoolJudge)
     return judge
@@ -133,7 +133,7 @@ def test_a_request_no_server_accepts_is_an_error_not_a_loop(three: Fleet) -> Non
     assert "request rejected" in texts[15] or "400" in texts[15]
     assert sum(t.startswith("Reasons.") for t in texts) == 30
     received = sum(s["received"] for s in three.stats())
-    assert received <= 30 + 3  # the bad one was sent to each server at most once
+    assert received == 30 + judge.max_attempts  # the bad one: each of its attempts, no more
     assert all(s.dropped == 0 for s in judge.servers)
 
 
@@ -189,38 +189,42 @@ def test_url_file(tmp_path: Path) -> None:
         read_url_file(tmp_path / "missing.txt")
 
 
-def test_the_run_api_over_three_servers_one_stopped(
+def test_the_run_over_three_servers_one_stopped(
     three: Fleet, tmp_path: Path, rmb_dir: Path
 ) -> None:
     """`rmb run` as a user runs it: real RMB items, the pairwise template, one cache."""
     three.stop_server(2, after=10)
-    options = JudgeOptions(base_urls=tuple(three.urls), concurrency=8, timeout_s=10)
-    selection = Selection(sets=("pairwise",), tasks=("Code",), limit=40)
-    result = run(
+    options = RunOptions(
         judge=f"openai:{MODEL}",
         template="pairwise",
-        data=rmb_dir,
-        selection=selection,
-        options=options,
+        data=str(rmb_dir),
+        sets=("pairwise",),
+        tasks=("Code",),
+        limit=40,
+        base_url=tuple(three.urls),
+        concurrency=8,
+        timeout=10,
         cache_dir=tmp_path / "cache",
         runs_dir=tmp_path / "runs",
-        handle_signals=False,
     )
+    result = run(options, handle_signals=False)
     per_request = three.answers_per_request()
     assert result.status == "complete"
     assert result.requests == len(per_request) and set(per_request.values()) == {1}
     assert three.stats()[2]["answers"] == 10
-    again = run(
-        judge=f"openai:{MODEL}",
-        template="pairwise",
-        data=rmb_dir,
-        selection=selection,
-        options=replace(options, base_urls=tuple(three.urls[:2])),  # one server fewer
-        cache_dir=tmp_path / "cache",
-        runs_dir=tmp_path / "runs",
-        handle_signals=False,
-    )
+    # one server fewer, listed in a file: the same judge, answered from the cache
+    servers = tmp_path / "servers.txt"
+    servers.write_text("\n".join(three.urls[:2]) + "\n")
+    again = run(replace(options, base_url=(), base_url_file=str(servers)), handle_signals=False)
     assert again.sent == 0 and again.cache_hits == result.requests
+
+
+def test_several_servers_get_an_adaptive_ceiling_unless_one_is_given() -> None:
+    urls = ("http://10.0.0.1:8000/v1", "http://10.0.0.2:8000/v1")
+    assert RunOptions(base_url=urls).judge_options().concurrency == MAX_SLOTS
+    assert RunOptions(base_url=urls[:1], judge_id="m").judge_options().concurrency == MAX_SLOTS
+    assert RunOptions(base_url=urls, concurrency=8).judge_options().concurrency == 8
+    assert RunOptions(base_url=urls[:1]).judge_options().concurrency == JudgeOptions().concurrency
 
 
 class _Queue:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.verdicts import logprob_ab
 from judges import vllm_inproc
 from judges.base import ChatRequest, JudgeOptions, Message
+from prompts.parsers import logprob_ab
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = Path(
