@@ -23,6 +23,8 @@ PROVIDERS: dict[str, str] = {
 }
 # providers that need no model name (they have a default)
 MODEL_OPTIONAL = frozenset({"local"})
+# providers that return the logprobs of given tokens exactly (ChatRequest.logprob_labels)
+SCORES_LABELS = frozenset({"vllm"})
 
 
 def parse_spec(spec: str) -> tuple[str, str]:

@@ -1,7 +1,8 @@
 """In-process vLLM reads the verdict labels' logprobs exactly (`logprob_token_ids`), so the
 `pairwise-logprob` parser gets P(A) and P(B) even where one of them is not in the top-k.
 
-Opt-in with the other vLLM tests (`make test-vllm`); it needs `.venv-vllm`."""
+The vLLM test is opt-in with the others (`make test-vllm`, `.venv-vllm`); the runner's side
+(which requests carry the labels) runs everywhere."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.data import Selection, load
+from benchmark.plan import plan
+from benchmark.runner.prepare import prepare
 from judges import vllm_inproc
-from judges.base import ChatRequest, JudgeOptions, Message
+from judges.base import ChatRequest, JudgeIdentity, JudgeOptions, Message
+from prompts import load_template
 from prompts.parsers import logprob_ab
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,3 +63,25 @@ def test_label_logprobs_are_exact_where_the_top_k_misses_one() -> None:
         verdict = logprob_ab(b, 2)
         if verdict.kind == "choice":
             assert verdict.probs is not None and min(verdict.probs) > 0.0
+
+
+@pytest.mark.parametrize(
+    ("provider", "template", "labels"),
+    [
+        ("vllm", "pairwise-logprob", ("A", "B")),  # scores given tokens: asks for the labels
+        ("openai", "pairwise-logprob", None),  # top_logprobs only: its keys stay as they were
+        ("vllm", "pairwise", None),  # a verdict read from text needs no logprobs
+    ],
+)
+def test_the_runner_asks_label_logprobs_of_a_judge_that_scores_them(
+    rmb_dir: Path, provider: str, template: str, labels: tuple[str, ...] | None
+) -> None:
+    only = Selection(sets=("pairwise",), tasks=("Code",), limit=3)
+    items = only.apply(load(rmb_dir, only))
+    tpl = load_template(template)
+    identity = JudgeIdentity(provider, "m")
+    prepared = prepare(items, plan(items, tpl.mode), tpl, identity, JudgeOptions())
+    requests = [prepared.request(k) for k in prepared.first]
+    assert requests and {r.logprob_labels for r in requests} == {labels}
+    if labels is None:  # unset, the key is what it was before the field existed
+        assert "logprob_labels" not in requests[0].canonical_json()
