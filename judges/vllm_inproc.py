@@ -56,10 +56,12 @@ ENGINE_ARGS_ENV = "RMB_VLLM_ENGINE_ARGS"
 
 def model_identity(model: str) -> str:
     """A local HF folder -> its name plus a digest of config and weight file names and sizes
-    (stable across runs and machines, different after re-converting); a hub id stays as is."""
+    (stable across runs and machines, different after re-converting); a hub id stays as is, with
+    the revision $RMB_VLLM_ENGINE_ARGS names (`{"revision": "..."}`), if any."""
     folder = Path(model).expanduser()
     if not (folder / "config.json").is_file():
-        return model
+        revision = engine_args_from_env().get("revision")
+        return f"{model}@{revision}" if revision else model
     h = hashlib.sha256((folder / "config.json").read_bytes())
     for f in sorted(folder.glob("*.safetensors")):
         h.update(f"{f.name}:{f.stat().st_size}".encode())
@@ -93,8 +95,8 @@ def cpu_dtype(cpuinfo: str | None = None) -> str:
     return "bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
 
 
-def engine_defaults(on_cpu: bool) -> dict[str, Any]:
-    """`LLM()` arguments: the CPU defaults there, then $RMB_VLLM_ENGINE_ARGS."""
+def engine_args_from_env() -> dict[str, Any]:
+    """$RMB_VLLM_ENGINE_ARGS: a JSON object of `LLM()` arguments (empty when unset)."""
     raw = os.environ.get(ENGINE_ARGS_ENV, "").strip()
     try:
         extra = json.loads(raw) if raw else {}
@@ -102,8 +104,13 @@ def engine_defaults(on_cpu: bool) -> dict[str, Any]:
         raise JudgeSetupError(f"${ENGINE_ARGS_ENV} is not JSON: {exc}") from None
     if not isinstance(extra, dict):
         raise JudgeSetupError(f"${ENGINE_ARGS_ENV} must be a JSON object of LLM() arguments")
+    return extra
+
+
+def engine_defaults(on_cpu: bool) -> dict[str, Any]:
+    """`LLM()` arguments: the CPU defaults there, then $RMB_VLLM_ENGINE_ARGS."""
     cpu = {**CPU_ENGINE_DEFAULTS, "dtype": cpu_dtype()} if on_cpu else {}
-    return {**cpu, **extra}
+    return {**cpu, **engine_args_from_env()}
 
 
 def runtime_env(model: str) -> dict[str, str]:

@@ -118,3 +118,11 @@ def test_two_replicas_one_killed_mid_run_every_comparison_answered_once(
     assert sum(answered) == result.sent == result.requests  # type: ignore[attr-defined]
     assert not replicas[0].alive and replicas[1].alive and answered[0] > 0
     assert "vllm replica 0 died" in caplog.text and "go to the 1 other replica" in caplog.text
+
+
+def test_a_hub_model_is_named_with_its_revision(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert vllm_inproc.model_identity("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
+    monkeypatch.setenv("RMB_VLLM_ENGINE_ARGS", '{"revision": "a09a354"}')
+    assert (
+        vllm_inproc.model_identity("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct@a09a354"
+    )
