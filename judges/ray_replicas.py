@@ -304,6 +304,7 @@ class RayVLLMJudge:
                 self._died(handle, batch, exc)
                 return
             except Exception as exc:  # the engine raised (a bug, a bad request): every waiter
+                handle.busy = 0
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
