@@ -17,6 +17,7 @@ import pytest
 
 from benchmark.api import arun
 from benchmark.data import PairwiseItem, load_file
+from benchmark.options import RunOptions
 from judges import vllm_inproc
 from judges.base import JudgeIdentity, JudgeOptions
 from judges.errors import JudgeSetupError
@@ -94,12 +95,15 @@ def test_two_replicas_one_killed_mid_run_every_comparison_answered_once(
         killer = asyncio.create_task(kill_one_mid_run())
         try:
             return await arun(
+                RunOptions(
+                    template="pairwise",
+                    max_tokens=options.max_tokens,
+                    concurrency=options.concurrency,
+                    cache_dir=tmp_path / "cache",
+                    runs_dir=tmp_path / "runs",
+                ),
                 judge=judge,
-                template="pairwise",
-                data=_items(rmb_dir, 25),  # 25 items x both orders = 50 comparisons
-                options=options,
-                cache_dir=tmp_path / "cache",
-                runs_dir=tmp_path / "runs",
+                items=_items(rmb_dir, 25),  # 25 items x both orders = 50 comparisons
                 handle_signals=False,
             )
         finally:
