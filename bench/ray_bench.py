@@ -44,13 +44,22 @@ async def _timed(judge: Judge, warm: list[ChatRequest], requests: list[ChatReque
 def measure(model: str, requests: list[ChatRequest], replicas: int, threads: int) -> dict[str, Any]:
     """One judge: in-process (replicas 1, `threads` OMP threads) or `replicas` on Ray."""
     options = JudgeOptions(seed=0, replicas=replicas)
+    # in-process: the same thread budget as the replicas together, unbound like theirs (only
+    # for this engine: a Ray instance started later must give its workers Ray's own count)
+    env = {"OMP_NUM_THREADS": str(threads), "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+    saved = {k: os.environ.get(k) for k in env}
     if replicas == 1:
-        # the same thread budget as the replicas together, unbound like theirs
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
-    judge = vllm_inproc.build(model, options)
-    warm = [replace(r, max_tokens=1) for r in requests[: 2 * replicas]]
-    seconds, out_tokens, errors = asyncio.run(_timed(judge, warm, requests))
+        os.environ.update(env)
+    try:
+        judge = vllm_inproc.build(model, options)
+        warm = [replace(r, max_tokens=1) for r in requests[: 2 * replicas]]
+        seconds, out_tokens, errors = asyncio.run(_timed(judge, warm, requests))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return {**rate(len(requests), out_tokens, seconds), "errors": errors}
 
 
@@ -71,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         "threads_total": threads,
         "load_avg_start": os.getloadavg(),
     }
-    report["ray"] = measure(args.model, requests, args.replicas, threads)
+    # in-process first: the Ray run then starts its engines on a machine already warmed alike
     report["in_process"] = measure(args.model, requests, 1, threads)
+    report["ray"] = measure(args.model, requests, args.replicas, threads)
     report["ray_vs_in_process"] = round(
         report["ray"]["requests_per_s"] / report["in_process"]["requests_per_s"], 3
     )
