@@ -14,7 +14,7 @@ import signal
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
-from judges.base import ChatRequest, Completion, Judge, JudgeIdentity, Usage
+from judges.base import BatchJudge, ChatRequest, Completion, Judge, JudgeIdentity, Usage
 from judges.cache import CacheStore
 
 from .costs import cost_of, estimate_input_tokens
@@ -188,7 +188,8 @@ class _Execution:
                 await self.committer.add(key, c)
 
     async def batch_worker(self) -> None:
-        complete_many = self.judge.complete_many  # type: ignore[attr-defined]
+        assert isinstance(self.judge, BatchJudge)
+        complete_many = self.judge.complete_many
         while not self.stop.is_set():
             chunk: list[tuple[str, ChatRequest, float]] = []
             while len(chunk) < self.batch_size:
@@ -252,7 +253,7 @@ class _Execution:
         self, concurrency: int, progress: bool, handle_signals: bool, grace_s: float
     ) -> str:
         """Run the workers to the end; the status: complete | interrupted | budget."""
-        is_batch = callable(getattr(self.judge, "complete_many", None))
+        is_batch = isinstance(self.judge, BatchJudge)
         # a judge over many engines (several servers, Ray replicas) says how many requests
         # keep them all fed; the workers are what hands it requests
         wanted = getattr(self.judge, "max_in_flight", 0)
