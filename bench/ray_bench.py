@@ -26,8 +26,8 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from vllm_bench import DEFAULT_DATA, rate, requests_for  # noqa: E402
 
-from judges import vllm_inproc  # noqa: E402
 from judges.base import ChatRequest, Judge, JudgeOptions  # noqa: E402
+from judges.registry import build_judge  # noqa: E402
 from judges.vllm_inproc import model_identity  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def measure(model: str, requests: list[ChatRequest], replicas: int, threads: int
     if replicas == 1:
         os.environ.update(env)
     try:
-        judge = vllm_inproc.build(model, options)
+        judge = build_judge(f"vllm:{model}", options)
         warm = [replace(r, max_tokens=1) for r in requests[: 2 * replicas]]
         seconds, out_tokens, errors = asyncio.run(_timed(judge, warm, requests))
     finally:

@@ -351,3 +351,13 @@ class RayVLLMJudge:
             f"replica {h.index}: {h.answered} answered" + ("" if h.alive else ", died")
             for h in self.replicas
         )
+
+
+def build(model: str, options: JudgeOptions) -> RayVLLMJudge:
+    """`vllm:MODEL` with --replicas N (or --ray-address): the engines on Ray."""
+    if not model:
+        raise JudgeSetupError("vllm: name a model id or path, e.g. --judge vllm:/models/m")
+    layout = Layout(
+        options.replicas, options.tensor_parallel, options.pipeline_parallel, options.ray_address
+    )
+    return RayVLLMJudge(model, options, layout)

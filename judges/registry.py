@@ -44,6 +44,10 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 def build_judge(spec: str, options: JudgeOptions) -> Judge:
     provider, model = parse_spec(spec)
+    if provider == "vllm" and (options.replicas > 1 or options.ray_address):
+        module = importlib.import_module("judges.ray_replicas")  # the engines on Ray
+        ray_judge: Judge = module.build(model, options)
+        return ray_judge
     module = importlib.import_module(PROVIDERS[provider])
     urls = options.base_urls or ((options.base_url,) if options.base_url else ())
     if len(urls) > 1 or options.judge_id:

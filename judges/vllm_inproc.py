@@ -35,7 +35,6 @@ from .base import (
     ChatRequest,
     Completion,
     FinishReason,
-    Judge,
     JudgeIdentity,
     JudgeOptions,
     JudgeStats,
@@ -362,23 +361,13 @@ class VLLMJudge:
             await asyncio.to_thread(core.shutdown)
 
 
-def build(model: str, options: JudgeOptions) -> Judge:
-    """One engine in this process, or `options.replicas` engines on Ray (or any number on the
-    cluster at `options.ray_address`)."""
+def build(model: str, options: JudgeOptions) -> VLLMJudge:
+    """One engine in this process (`options.replicas` engines on Ray are judges/ray_replicas.py:
+    the registry chooses)."""
     if not model:
         raise JudgeSetupError(
             "vllm: name a model id or path, e.g. --judge vllm:/models/qwen2.5-0.5b"
         )
-    if options.replicas > 1 or options.ray_address:
-        from .ray_replicas import Layout, RayVLLMJudge
-
-        layout = Layout(
-            options.replicas,
-            options.tensor_parallel,
-            options.pipeline_parallel,
-            options.ray_address,
-        )
-        return RayVLLMJudge(model, options, layout)
     parallel = {
         k: v
         for k, v in (

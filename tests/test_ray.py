@@ -18,10 +18,11 @@ import pytest
 from benchmark.api import arun
 from benchmark.data import PairwiseItem, load_file
 from benchmark.options import RunOptions
-from judges import vllm_inproc
+from judges import ray_replicas, vllm_inproc
 from judges.base import JudgeIdentity, JudgeOptions
 from judges.errors import JudgeSetupError
 from judges.ray_replicas import Layout, engine_layout_kwargs
+from judges.registry import build_judge
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = Path(
@@ -44,14 +45,14 @@ def test_layout_is_checked_and_becomes_engine_arguments() -> None:
 def test_replicas_without_ray_say_how_to_get_it(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(JudgeSetupError, match="needs Ray"):
-        vllm_inproc.build(str(tmp_path), JudgeOptions(replicas=2))
+        build_judge(f"vllm:{tmp_path}", JudgeOptions(replicas=2))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs Ray")
 def test_identity_is_the_model_never_the_layout(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"model_type": "llama"}')
     ids = {
-        vllm_inproc.build(str(tmp_path), JudgeOptions(replicas=n, tensor_parallel=tp)).identity
+        build_judge(f"vllm:{tmp_path}", JudgeOptions(replicas=n, tensor_parallel=tp)).identity
         for n, tp in ((2, 1), (16, 1), (4, 2))
     }
     assert ids == {JudgeIdentity("vllm", vllm_inproc.model_identity(str(tmp_path)))}
@@ -81,7 +82,7 @@ def test_two_replicas_one_killed_mid_run_every_comparison_answered_once(
     if not (MODEL / "config.json").is_file():
         pytest.fail(f"no converted model at {MODEL}: run `make vllm-env` (or set VLLM_MODEL)")
     options = JudgeOptions(max_tokens=48, seed=0, concurrency=64, replicas=2)
-    judge = vllm_inproc.build(str(MODEL), options)
+    judge = ray_replicas.build(str(MODEL), options)
     killed: list[int] = []
 
     async def kill_one_mid_run() -> None:
