@@ -9,7 +9,7 @@ no request is ever answered twice by design, and none is lost while any server l
 
 A server that fails `FAILS_TO_DROP` requests in a row is taken out of rotation (its requests in
 flight fail with it and go to the others) and tried again after a cool-down that doubles while
-it keeps failing; the run's log says both. When every server has failed its probes for about a
+it keeps failing; the run's log says both. When every server has failed its probes for half a
 minute the run stops (a setup error: what was answered is cached, rerunning resumes). A request
 that failed on every server waits (from `backoff_s`, doubling) before it is tried on them again,
 up to the judge's retries: overload, a restart and a refused request all end that way, without
@@ -55,7 +55,6 @@ class Server:
     fails_in_a_row: int = 0
     down_until: float = 0.0  # time.monotonic(); 0 while in rotation
     cooldown_s: float = COOLDOWN_S
-    last_answer: float = 0.0  # time.monotonic() of its last good answer
     answered: int = 0
     failed: int = 0
     dropped: int = 0  # times it was taken out of rotation
@@ -133,7 +132,7 @@ class PoolJudge:
                 return server
             if all(s.cooldown_s >= MAX_COOLDOWN_S and s.probing for s in self.servers):
                 raise JudgeSetupError(
-                    f"no server of {self.identity.label()} has answered for a minute "
+                    f"no server of {self.identity.label()} has answered for half a minute "
                     f"({self.summary()}); the answers so far are cached: rerun the same "
                     "command when the servers are back"
                 )
@@ -171,7 +170,6 @@ class PoolJudge:
         server.fails_in_a_row = 0
         server.cooldown_s = COOLDOWN_S
         server.answered += 1
-        server.last_answer = time.monotonic()
         server.limit.observe(seconds, c.usage.output_tokens)
 
     def _failed(self, server: Server, c: Completion) -> None:
