@@ -8,7 +8,10 @@ again; the identity is the model, never the addresses."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -298,3 +301,16 @@ def test_a_pool_whose_servers_are_all_gone_stops_instead_of_waiting(
 
     with pytest.raises(JudgeSetupError, match=r"no server of .* has answered for half a minute"):
         asyncio.run(go())
+
+
+def test_rmb_run_with_base_url_repeated(three: Fleet, tmp_path: Path, rmb_dir: Path) -> None:
+    argv = [sys.executable, "-m", "benchmark.cli", "run", "--judge", f"openai:{MODEL}"]
+    argv += ["--data", str(rmb_dir), "--set", "pairwise", "--task", "Code", "--limit", "5"]
+    argv += ["--base-url", three.urls[0], "--base-url", three.urls[1], "--quiet"]
+    argv += ["--cache-dir", str(tmp_path / "cache"), "--runs-dir", str(tmp_path / "runs")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    answers = [s["answers"] for s in three.stats()]
+    assert answers[0] > 0 and answers[1] > 0 and answers[2] == 0  # both given servers, only
+    manifest = json.loads(next((tmp_path / "runs").glob("*/manifest.json")).read_text())
+    assert manifest["judge"] == f"openai:{MODEL}@{ID_PREFIX}{MODEL}"
