@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -41,26 +42,31 @@ async def _timed(judge: Judge, warm: list[ChatRequest], requests: list[ChatReque
     return seconds, sum(c.usage.output_tokens for c in done), errors
 
 
-def measure(model: str, requests: list[ChatRequest], replicas: int, threads: int) -> dict[str, Any]:
-    """One judge: in-process (replicas 1, `threads` OMP threads) or `replicas` on Ray."""
-    options = JudgeOptions(seed=0, replicas=replicas)
-    # in-process: the same thread budget as the replicas together, unbound like theirs (only
-    # for this engine: a Ray instance started later must give its workers Ray's own count)
-    env = {"OMP_NUM_THREADS": str(threads), "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
-    saved = {k: os.environ.get(k) for k in env}
-    if replicas == 1:
-        os.environ.update(env)
-    try:
-        judge = build_judge(f"vllm:{model}", options)
-        warm = [replace(r, max_tokens=1) for r in requests[: 2 * replicas]]
-        seconds, out_tokens, errors = asyncio.run(_timed(judge, warm, requests))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+# the line of a child's output that holds its numbers (vLLM logs to stdout too)
+RESULT = "ray_bench result: "
+
+
+def measure(model: str, requests: list[ChatRequest], replicas: int) -> dict[str, Any]:
+    """One judge, in this (fresh) process: in-process (replicas 1) or `replicas` on Ray."""
+    judge = build_judge(f"vllm:{model}", JudgeOptions(seed=0, replicas=replicas))
+    warm = [replace(r, max_tokens=1) for r in requests[: 2 * replicas]]
+    seconds, out_tokens, errors = asyncio.run(_timed(judge, warm, requests))
     return {**rate(len(requests), out_tokens, seconds), "errors": errors}
+
+
+def in_child(argv: list[str], replicas: int, env: dict[str, str]) -> dict[str, Any]:
+    """`measure` in a fresh interpreter: what one judge leaves behind (engine threads, a Ray
+    instance) must not slow the other; the first tries here measured whichever ran second
+    2-3x slower, either way round."""
+    out = subprocess.run(
+        [sys.executable, __file__, *argv, "--one", str(replicas)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith(RESULT))
+    return dict(json.loads(line[len(RESULT) :]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,19 +76,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--json", type=Path, help="also write the numbers here")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child measures one judge
     args = ap.parse_args(argv)
     threads = os.cpu_count() or 1
     served = model_identity(args.model)
     requests = requests_for(DEFAULT_DATA, args.requests, served, args.max_tokens, 4000, seed=0)
+    if args.one is not None:
+        print(RESULT + json.dumps(measure(args.model, requests, args.one)), flush=True)
+        return 0
+    keep = ["--model", args.model, "--requests", str(args.requests)]
+    keep += ["--max-tokens", str(args.max_tokens)]
     report: dict[str, Any] = {
         "requests": len(requests),
         "max_tokens": args.max_tokens,
         "threads_total": threads,
         "load_avg_start": os.getloadavg(),
     }
-    # in-process first: the Ray run then starts its engines on a machine already warmed alike
-    report["in_process"] = measure(args.model, requests, 1, threads)
-    report["ray"] = measure(args.model, requests, args.replicas, threads)
+    # in-process: the replicas' thread budget together, unbound like theirs (Ray gives each
+    # replica OMP_NUM_THREADS = its CPUs)
+    same_threads = {"OMP_NUM_THREADS": str(threads), "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+    report["in_process"] = in_child(keep, 1, same_threads)
+    report["ray"] = in_child(keep, args.replicas, {})
     report["ray_vs_in_process"] = round(
         report["ray"]["requests_per_s"] / report["in_process"]["requests_per_s"], 3
     )
