@@ -195,6 +195,17 @@ def pool_lines(quick: bool) -> list[Line]:
             ln.ok = False
             ln.detail += f"; {r['answered']} answered, {r['answered_twice']} answered twice"
         lines.append(ln)
+    # what one client process carries at all here, pool or not: 4 servers want 640/s
+    with running_server(latency=LATENCY_S) as srv:
+        c = throughput.measure(srv.openai_base_url, 256, LATENCY_S, rounds=4, transport="lean")
+    lines.append(
+        info(
+            "  client ceiling: lean judge, c=256, 1 server",
+            c["rps"],
+            "/s",
+            f"CPU per request {c['client_cpu_us']} µs; when 4 servers' line misses, compare",
+        )
+    )
     return lines
 
 
