@@ -1,5 +1,5 @@
 """Throughput of the multi-server judge (judges/pool.py) against 1, 2 and 4 servers that each
-serve at most 32 requests at a time in 200 ms (tests/server_fleet.py, its own process), through
+serve at most 32 requests at a time in 200 ms (tests/support/server_fleet.py, its own process), through
 the OpenAI judge's lean transport as `rmb run --base-url A --base-url B ...` builds it.
 
     .venv/bin/python bench/pool_bench.py [--servers 1 2 4] [--seconds 8]
@@ -21,7 +21,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parent / "tests"), str(HERE)]
 
-from server_fleet import MODEL, running_fleet  # noqa: E402
+from support.server_fleet import MODEL, running_fleet  # noqa: E402
 from throughput import drive, process_cpu_s, rmb_requests  # noqa: E402
 
 from judges.base import ChatRequest, JudgeOptions  # noqa: E402

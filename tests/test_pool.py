@@ -1,4 +1,4 @@
-"""The multi-server judge (judges/pool.py) against real servers (tests/server_fleet.py): the
+"""The multi-server judge (judges/pool.py) against real servers (tests/support/server_fleet.py): the
 OpenAI judge's lean transport to each, one server crashing mid-run.
 
 Must show: a stopped server costs no answer and no double request (counted by the servers);
@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from server_fleet import MODEL, REJECT, Fleet, running_fleet
+from support.server_fleet import MODEL, REJECT, Fleet, running_fleet
 
 from benchmark.api import run
 from benchmark.options import RunOptions

@@ -12,7 +12,7 @@ not answered yet (in service, queued, or arriving on a kept-alive connection) ge
 connection reset, unanswered and uncounted; what it had answered is delivered. `stop_after`
 stops a server by itself after that many answers (a deterministic mid-run crash).
 
-    python tests/server_fleet.py --servers 3 --capacity 32 --latency 0.2
+    python tests/support/server_fleet.py --servers 3 --capacity 32 --latency 0.2
     # prints {"control": PORT, "ports": [...]} on the first stdout line; serves until SIGTERM
 
 Controls on the control port: `GET /_stats`, `POST /_stop {"server": i}` (now, or with
