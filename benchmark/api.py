@@ -273,7 +273,7 @@ async def _judge(
         prepared,
         judge,
         store,
-        concurrency=run.options.concurrency,
+        concurrency=run.options.in_flight,
         max_cost=run.options.max_cost,
         progress=progress,
         handle_signals=handle_signals,

@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 from judges.base import JudgeOptions
 from judges.errors import UserError
+from judges.pool import MAX_SLOTS as POOL_SLOTS
+from judges.pool import read_url_file
 
 from .data import Goal, Selection, SetName
 from .plan import BON_STRATEGIES, ORDERS
@@ -158,9 +160,10 @@ class RunOptions:
         1000, "bootstrap resamples for intervals (default 1000)", "plan", metavar="N", min=0
     )
     # ------------------------------------------------------------------ judge
-    concurrency: int = opt(
-        _J.concurrency,
-        f"requests in flight (default {_J.concurrency})",
+    concurrency: int | None = opt(
+        None,
+        f"requests in flight (default {_J.concurrency}); for several --base-url servers each "
+        f"one's ceiling (default {POOL_SLOTS}: each server's limit adapts to its queueing)",
         "judge",
         metavar="N",
         min=1,
@@ -192,12 +195,60 @@ class RunOptions:
         metavar="TEXT",
         judge="system_prompt",
     )
-    base_url: str | None = opt(
-        None,
-        "OpenAI-compatible server (vLLM, llama.cpp, SGLang)",
+    base_url: tuple[str, ...] = opt(
+        (),
+        "OpenAI-compatible server (vLLM, llama.cpp, SGLang); repeat it for several servers of "
+        "one judge: each request goes to the least busy, a failing one is rested and retried",
         "judge",
         metavar="URL",
-        judge="base_url",
+        judge="base_urls",
+    )
+    base_url_file: str | None = opt(
+        None,
+        "a file of base URLs, one a line (# comments): the servers of one judge",
+        "judge",
+        metavar="FILE",
+    )
+    judge_id: str | None = opt(
+        None,
+        "the cache identity of a custom server's judge instead of its address (e.g. "
+        "MODEL@REVISION), so its cache survives a move; several servers without it are named by "
+        "the model id they serve",
+        "judge",
+        metavar="NAME",
+        judge="judge_id",
+    )
+    replicas: int = opt(
+        1,
+        "vllm: engine replicas on Ray (default 1: one engine in this process)",
+        "judge",
+        metavar="N",
+        min=1,
+        judge="replicas",
+    )
+    tensor_parallel: int = opt(
+        1,
+        "vllm: GPUs per pipeline stage of each engine (tensor parallel; default 1)",
+        "judge",
+        metavar="K",
+        min=1,
+        judge="tensor_parallel",
+    )
+    pipeline_parallel: int = opt(
+        1,
+        "vllm: pipeline stages of each engine, across nodes on Ray (default 1)",
+        "judge",
+        metavar="P",
+        min=1,
+        judge="pipeline_parallel",
+    )
+    ray_address: str | None = opt(
+        None,
+        "vllm: run the replicas on this Ray cluster (auto, ray://HOST:10001) instead of a local "
+        "Ray instance started for the run",
+        "judge",
+        metavar="ADDRESS",
+        judge="ray_address",
     )
     api_key_env: str | None = opt(
         None,
@@ -268,9 +319,21 @@ class RunOptions:
         )
 
     def judge_options(self, base: JudgeOptions | None = None) -> JudgeOptions:
-        """The judge's settings these options give (the rest as in `base`)."""
+        """The judge's settings these options give (the rest as in `base`). The servers are the
+        --base-url ones, then the --base-url-file ones; an unset concurrency is the judge's
+        default, or each server's ceiling when several servers make one judge."""
         given = {m.judge: getattr(self, f.name) for f, m in _opts() if m.judge}
+        if self.base_url_file is not None:
+            given["base_urls"] = (*self.base_url, *read_url_file(self.base_url_file))
+        if self.concurrency is None:
+            pool = len(given["base_urls"]) > 1 or self.judge_id is not None
+            given["concurrency"] = POOL_SLOTS if pool else (base or _J).concurrency
         return replace(base or JudgeOptions(), **given)
+
+    @property
+    def in_flight(self) -> int:
+        """The concurrency a run uses (the option, or its default as `judge_options` says)."""
+        return self.judge_options().concurrency
 
     def check(self) -> RunOptions:
         """Every value against its field's rule; the first that breaks one is a UserError

@@ -32,9 +32,15 @@ class ChatRequest:
     response_format: str | None = None
     # the k-th independent sample of the same prompt (majority voting); part of the key
     sample_index: int = 0
+    # the verdict labels ("A", "B") whose logprobs a backend that scores given tokens (in-process
+    # vLLM) returns exactly at each position, not only when they are in the top_logprobs
+    logprob_labels: tuple[str, ...] | None = None
 
     def canonical_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        d = asdict(self)
+        if d["logprob_labels"] is None:
+            del d["logprob_labels"]  # absent when unset: keys made before it existed still hold
+        return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,14 @@ class JudgeStats:
     output_tokens: int = 0
     cost_usd: float = 0.0
 
+    def count(self, c: Completion) -> None:
+        """One completion's tokens, and whether it failed (requests are counted by the caller:
+        a judge may count a request when it is sent, or when it is answered)."""
+        self.input_tokens += c.usage.input_tokens
+        self.output_tokens += c.usage.output_tokens
+        if c.finish_reason in ("error", "refused"):
+            self.errors += 1
+
 
 @runtime_checkable
 class Judge(Protocol):
@@ -180,6 +194,16 @@ class JudgeOptions:
     # aiohttp session, same body/parse/errors, ~4x less CPU per request), None = the backend's
     # default (lean for a custom --base-url server, the SDK for the hosted API)
     transport: str | None = None
+    # several OpenAI-compatible servers of one judge (judges/pool.py); base_url is the one-server
+    # case. judge_id names a custom server's judge in the cache instead of its address.
+    base_urls: tuple[str, ...] = ()
+    judge_id: str | None = None
+    # in-process vLLM: engine replicas on Ray (judges/ray_replicas.py) and each one's layout;
+    # how the work is spread, never part of the identity
+    replicas: int = 1
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    ray_address: str | None = None
 
     def request(
         self,
@@ -190,6 +214,7 @@ class JudgeOptions:
         max_tokens: int | None = None,
         top_logprobs: int | None = None,
         response_format: str | None = None,
+        logprob_labels: tuple[str, ...] | None = None,
     ) -> ChatRequest:
         """Build the request for rendered messages. A template may ask for its own max_tokens,
         top_logprobs or JSON mode; the judge's system prompt, if set, goes first."""
@@ -206,4 +231,5 @@ class JudgeOptions:
             top_logprobs=top_logprobs if top_logprobs is not None else self.top_logprobs,
             response_format=response_format,
             sample_index=sample_index,
+            logprob_labels=logprob_labels,
         )

@@ -254,7 +254,10 @@ class _Execution:
     ) -> str:
         """Run the workers to the end; the status: complete | interrupted | budget."""
         is_batch = isinstance(self.judge, BatchJudge)
-        n_workers = 1 if is_batch else max(1, concurrency)
+        # a judge over many engines (several servers, Ray replicas) says how many requests
+        # keep them all fed; the workers are what hands it requests
+        wanted = getattr(self.judge, "max_in_flight", 0)
+        n_workers = 1 if is_batch else max(1, concurrency, wanted)
         work = self.batch_worker if is_batch else self.worker
         self.workers = [asyncio.create_task(self.guarded(work)) for _ in range(n_workers)]
         commit_task = asyncio.create_task(self.committer.run())
