@@ -521,10 +521,11 @@ def rebuild(
     read = changed = 0
     missing = len(judged)
     parser = (manifest.get("template") or {}).get("parser")
-    if cache is not None and cache.is_dir():
-        from judges.cache import CacheStore
+    from judges.cache import CACHE_FILE, CacheStore
 
-        with CacheStore(cache) as store:
+    if cache is not None and (cache / CACHE_FILE).is_file():
+        # read-only: a report never creates a cache, and reads one it may not write
+        with CacheStore(cache, read_only=True) as store:
             keys = (j.key for j in judged)
             if reparse_answers and parser:
                 # streamed: a full run's 31k answers are never held at once; a line not re-read

@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from judges.base import (
     cache_key,
 )
 from judges.cache import CacheStore
+from judges.claims import ClaimQueue
 from judges.errors import UserError
 
 from .data import Category, Item
@@ -383,7 +384,13 @@ async def execute(
     from_cache = await asyncio.to_thread(store.present, keys)
     answers: dict[str, Completion] = {}
     counters = Counters(total=len(keys), cache_hits=len(from_cache))
-    todo: Iterator[str] = (k for k in keys if k not in from_cache)
+
+    def bought_elsewhere(key: str) -> None:  # by another process on this cache, meanwhile
+        from_cache.add(key)
+        counters.cache_hits += 1
+
+    # keys are claimed in the cache before they are bought, so a second process waits for them
+    todo = ClaimQueue(store, (k for k in keys if k not in from_cache), bought_elsewhere)
     budget = Budget(max_cost, identity)
     complete = functools.partial(Completion.is_complete, cut_ok=prepared.cut_ok)
     committer = _GroupCommit(store, identity, prepared.cut_ok)
@@ -407,9 +414,9 @@ async def execute(
         for w in workers:
             w.cancel()
 
-    def take() -> tuple[str, ChatRequest, float] | None:
+    async def take() -> tuple[str, ChatRequest, float] | None:
         """The next request the budget allows, or None (all sent, or the budget is spent)."""
-        key = next(todo, None)
+        key = await todo.next()
         if key is None:
             return None
         req = prepared.request(key)
@@ -421,7 +428,7 @@ async def execute(
 
     async def worker() -> None:
         while not stop.is_set():
-            job = take()
+            job = await take()
             if job is None:
                 return
             key, req, est = job
@@ -432,15 +439,14 @@ async def execute(
             finally:
                 budget.settle(est, c)
             record(key, c)
-            if complete(c):
-                await committer.add(key, c)
+            await committer.add(key, c)  # stores an answer; frees the key's claim either way
 
     async def batch_worker() -> None:
         complete_many = judge.complete_many  # type: ignore[attr-defined]
         while not stop.is_set():
             chunk: list[tuple[str, ChatRequest, float]] = []
             while len(chunk) < batch_size:
-                job = take()
+                job = await take()
                 if job is None:
                     break
                 chunk.append(job)
@@ -517,6 +523,7 @@ async def execute(
             await commit_task
         # answers whose commit had not run yet (their workers were cancelled or are done)
         await asyncio.to_thread(committer.flush_now)
+        await asyncio.to_thread(todo.close)  # keys claimed but not bought are free again
     if fatal:
         raise fatal[0]
     status = "interrupted" if interrupted else "budget" if budget.exhausted else "complete"

@@ -7,11 +7,13 @@ until it is used."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 
 from .base import Judge, JudgeOptions
 from .errors import UserError
+from .urls import check_base_url
 
 PROVIDERS: dict[str, str] = {
     "openai": "judges.openai_api",
@@ -41,6 +43,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 def build_judge(spec: str, options: JudgeOptions) -> Judge:
     provider, model = parse_spec(spec)
+    if options.base_url is not None:  # before any request: see judges/urls.py
+        options = dataclasses.replace(options, base_url=check_base_url(options.base_url))
     module = importlib.import_module(PROVIDERS[provider])
     judge: Judge = module.build(model, options)
     return judge
