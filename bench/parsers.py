@@ -8,7 +8,7 @@ import time
 
 from hostile_answers import HOSTILE
 
-from benchmark.verdicts import PARSERS, parse
+from prompts.parsers import PARSERS, parse
 from judges.base import Completion
 
 SIZE = 1_000_000

@@ -5,6 +5,7 @@ magnitude); the throughput target itself is in `make bench` (bench/parsers.py)."
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 import time
@@ -18,8 +19,8 @@ from hypothesis import strategies as st
 from test_runner import read_judged, subprocess_cmd, write_items
 from test_runner_cli import run_cli
 
-from benchmark import verdicts
-from benchmark.verdicts import PARSERS, Verdict, answer_text, parse
+from prompts import parsers as verdicts
+from prompts.parsers import PARSERS, Verdict, answer_text, parse
 from judges.base import Completion
 
 N_SHOWN = {"verdict-index": 3}
@@ -58,7 +59,8 @@ def test_any_parser_exception_is_an_invalid_verdict(monkeypatch: pytest.MonkeyPa
     def broken(c: Completion, n: int) -> Verdict:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setitem(PARSERS, "verdict-ab", broken)
+    table = verdicts.PARSER_TABLE
+    monkeypatch.setitem(table, "verdict-ab", dataclasses.replace(table["verdict-ab"], fn=broken))
     v = read("verdict-ab", "[[A]]")
     assert v.kind == "invalid" and "RecursionError" in v.reason
 
