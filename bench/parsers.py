@@ -8,8 +8,8 @@ import time
 
 from hostile_answers import HOSTILE
 
-from prompts.parsers import PARSERS, parse
 from judges.base import Completion
+from prompts.parsers import PARSERS, parse
 
 SIZE = 1_000_000
 

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from test_runner import read_judged, subprocess_cmd, write_items
 from test_runner_cli import run_cli
 
+from judges.base import Completion
 from prompts import parsers as verdicts
 from prompts.parsers import PARSERS, Verdict, answer_text, parse
-from judges.base import Completion
 
 N_SHOWN = {"verdict-index": 3}
 

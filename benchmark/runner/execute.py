@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from judges.base import ChatRequest, Completion, Judge, JudgeIdentity, Usage
@@ -139,7 +139,9 @@ class _Execution:
         self.counters = Counters(total=len(keys), cache_hits=len(from_cache))
         # keys are claimed in the cache before they are bought: a second process on the same
         # cache waits for them instead of paying again (judges/claims.py)
-        self.todo = ClaimQueue(store, (k for k in keys if k not in from_cache), self.bought_elsewhere)
+        self.todo = ClaimQueue(
+            store, (k for k in keys if k not in from_cache), self.bought_elsewhere
+        )
         self.budget = Budget(max_cost, self.identity)
         self.complete = functools.partial(Completion.is_complete, cut_ok=prepared.cut_ok)
         self.committer = _GroupCommit(store, self.identity, prepared.cut_ok)
