@@ -73,14 +73,20 @@ class _GroupCommit:
 
 @dataclass
 class Budget:
-    """--max-cost: a request is sent only if spent + in-flight estimates + its own fit."""
+    """--max-cost: a request is sent only if spent + in-flight estimates + its own fit. One
+    that does not fit waits for the requests in flight to settle (their estimates are at the
+    worst case until answers are seen); the budget is spent only when nothing is in flight and
+    it still does not fit. (Stopping at the first misfit abandoned a small budget after 4
+    requests with 0.6% of it spent.)"""
 
     limit_usd: float | None
     identity: JudgeIdentity
     in_flight_usd: float = 0.0
     exhausted: bool = False
+    _in_flight: int = 0
     _out_tokens: int = 0
     _answers: int = 0
+    _settled: asyncio.Event | None = None
 
     def estimate(self, request: ChatRequest) -> float:
         # until 10 answers are seen, assume the worst (max_tokens); then twice the mean
@@ -96,16 +102,29 @@ class Budget:
             return 0.0
         est = self.estimate(request)
         if spent + self.in_flight_usd + est > self.limit_usd:
-            self.exhausted = True
+            self.exhausted = self._in_flight == 0  # else: wait for those to settle
             return None
         self.in_flight_usd += est
+        self._in_flight += 1
         return est
 
     def settle(self, est: float, completion: Completion | None) -> None:
+        if self.limit_usd is None:
+            return
         self.in_flight_usd -= est
+        self._in_flight -= 1
         if completion is not None and completion.is_answer:
             self._answers += 1
             self._out_tokens += completion.usage.output_tokens
+        if self._settled is not None:
+            self._settled.set()
+
+    async def wait_settled(self) -> None:
+        """Until a request in flight settles."""
+        if self._settled is None:
+            self._settled = asyncio.Event()
+        self._settled.clear()
+        await self._settled.wait()
 
 
 @dataclass
@@ -143,6 +162,7 @@ class _Execution:
             store, (k for k in keys if k not in from_cache), self.bought_elsewhere
         )
         self.budget = Budget(max_cost, self.identity)
+        self.held: str | None = None  # a key taken but not yet within the budget (batches)
         self.complete = functools.partial(Completion.is_complete, cut_ok=prepared.cut_ok)
         self.committer = _GroupCommit(store, self.identity, prepared.cut_ok)
         self.batch_size = batch_size
@@ -157,16 +177,22 @@ class _Execution:
         self.from_cache.add(key)
         self.counters.cache_hits += 1
 
-    async def take(self) -> tuple[str, ChatRequest, float] | None:
-        """The next request the budget allows, or None (all sent, or the budget is spent)."""
-        key = await self.todo.next()
+    async def take(self, wait: bool = True) -> tuple[str, ChatRequest, float] | None:
+        """The next request the budget allows, or None (all sent, or the budget is spent).
+        A request the budget cannot take yet waits for those in flight, or (`wait` False: a
+        batch being filled) is kept for the next call."""
+        key, self.held = self.held or await self.todo.next(), None
         if key is None:
             return None
         req = self.prepared.request(key)
-        est = self.budget.reserve(req, self.counters.spent_usd)
-        if est is None:
-            self.stop.set()
-            return None
+        while (est := self.budget.reserve(req, self.counters.spent_usd)) is None:
+            if self.budget.exhausted:
+                self.stop.set()
+                return None
+            if not wait:
+                self.held = key
+                return None
+            await self.budget.wait_settled()
         return key, req, est
 
     def record(self, key: str, c: Completion) -> None:
@@ -201,7 +227,7 @@ class _Execution:
         while not self.stop.is_set():
             chunk: list[tuple[str, ChatRequest, float]] = []
             while len(chunk) < self.batch_size:
-                job = await self.take()
+                job = await self.take(wait=False)
                 if job is None:
                     break
                 chunk.append(job)
