@@ -143,7 +143,12 @@ class RunOptions:
         1, "listwise: K seeded shuffles per item (default 1)", "plan", metavar="K", min=1, max=1000
     )
     samples: int = opt(
-        1, "K answers per comparison, majority vote (default 1)", "plan", metavar="K", min=1, max=1000
+        1,
+        "K answers per comparison, majority vote (default 1)",
+        "plan",
+        metavar="K",
+        min=1,
+        max=1000,
     )
     ties: str = opt(
         "strict",

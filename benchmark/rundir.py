@@ -3,6 +3,8 @@ versions, git commit, times). Nothing secret goes in: options are listed field b
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -18,6 +20,7 @@ from typing import Any
 
 from benchmark.data import Item
 from judges.base import JudgeIdentity, JudgeOptions
+from judges.errors import UserError
 
 # JudgeOptions fields that change answers (and so the run); the rest only shape sending
 ANSWER_FIELDS = ("temperature", "max_tokens", "seed", "top_logprobs", "system_prompt")
@@ -98,11 +101,75 @@ def git_commit(where: Path | None = None) -> str | None:
 
 
 def write_atomic(path: Path, text: str | Iterable[str]) -> None:
-    """The one way a run's files are written: a reader (or a crash) never sees half a file."""
+    """The one way a run's files are written: a reader (or a crash) never sees half a file, and
+    a failed write (a full disk, a read-only folder) leaves no temporary file and is one line."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as fh:
-        fh.writelines([text] if isinstance(text, str) else text)
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.writelines([text] if isinstance(text, str) else text)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UserError(
+            f"{path}: cannot write ({e.strerror or e}); the judge's answers are in the cache, "
+            f"so `rmb report {path.parent}` (or the same command) writes it again once that "
+            "is fixed"
+        ) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+# a run id names one directory inside --runs-dir: no separators, no '..', nothing hidden
+RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+=@-]{0,127}")
+LOCK_FILE = ".lock"
+
+
+def check_run_id(run_id: str) -> str:
+    if not RUN_ID.fullmatch(run_id):
+        raise UserError(
+            f"--run-id {run_id[:80]!r}: a run id is one folder name inside --runs-dir: letters, "
+            "digits and . _ - + = @ (not first), at most 128 characters"
+        )
+    return run_id
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the length of a run (`flock`: released by the
+    kernel when the process dies, so a killed run never leaves it held)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self._fh = (run_dir / LOCK_FILE).open("a+")
+        except OSError as e:
+            raise UserError(
+                f"--runs-dir: cannot create the run directory {run_dir} ({e.strerror or e}); "
+                "pass --runs-dir DIR, a folder you can write"
+            ) from None
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "another process"
+            self._fh.close()
+            raise UserError(
+                f"{run_dir}: another rmb run ({holder[:80]}) is writing this run directory; "
+                "wait for it to finish (the answers it buys are shared through the cache), or "
+                "pass another --run-id"
+            ) from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"pid {os.getpid()} on {platform.node()}\n")
+        self._fh.flush()
+
+    def release(self) -> None:
+        if not self._fh.closed:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:

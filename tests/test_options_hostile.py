@@ -86,7 +86,11 @@ def test_run_options_check_in_python() -> None:
 
 @pytest.mark.parametrize(
     "entry",
-    [{"input": "nan", "output": 1}, {"input": 1, "output": -2}, {"input": float("inf"), "output": 1}],
+    [
+        {"input": "nan", "output": 1},
+        {"input": 1, "output": -2},
+        {"input": float("inf"), "output": 1},
+    ],
 )
 def test_prices_are_finite_and_not_negative(entry: dict[str, Any], tmp_path: Path) -> None:
     try:

@@ -186,11 +186,51 @@ class ItemResult:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ItemResult:
+        """Read back from a report.json; a value of the wrong kind (a tampered or damaged
+        file) is a ValueError naming the item and the field, never a crash later on."""
         fields = dict(d)
+        uid = d["uid"]
         fields["category"] = Category.parse(d["category"])
         fields["reasons"] = tuple(d.get("reasons", ()))
+        for name, value in fields.items():
+            if not _ITEM_KINDS.get(name, lambda v: True)(value):
+                raise ValueError(f"item {str(uid)[:80]!r}: {name} = {str(value)[:80]!r}")
         return cls(**fields)
 
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**53
+
+
+def _amount(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1e15
+
+
+# what each ItemResult field read from a file must be
+_ITEM_KINDS: dict[str, Any] = {
+    "uid": lambda v: isinstance(v, str),
+    "kind": lambda v: isinstance(v, str),
+    "score": lambda v: _amount(v) and v <= 1,
+    "invalid": lambda v: isinstance(v, bool),
+    "reasons": lambda v: all(isinstance(r, str) for r in v),
+    "cost_usd": _amount,
+    **{
+        name: _count
+        for name in (
+            "comparisons",
+            "ties",
+            "invalid_comparisons",
+            "swaps",
+            "swaps_consistent",
+            "two_way_choices",
+            "first_picks",
+            "samples",
+            "input_tokens",
+            "output_tokens",
+            "cached",
+        )
+    },
+}
 
 _ITEM_DEFAULTS: dict[str, Any] = {
     name: f.default if f.default is not MISSING else None
