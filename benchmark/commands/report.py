@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from benchmark.reporting.escape import for_terminal
+
 
 def _stats_args(p: argparse.ArgumentParser, ties: bool = True) -> None:
     if ties:
@@ -73,7 +75,8 @@ def _print_paper_table(label: str, scores: object) -> None:
     from benchmark.scoring.items import SUBSET_NAMES, Scores
 
     assert isinstance(scores, Scores)
-    print(md_table(["Judge × template", *SUBSET_NAMES, "Overall"], [[label, *paper_row(scores)]]))
+    table = md_table(["Judge × template", *SUBSET_NAMES, "Overall"], [[label, *paper_row(scores)]])
+    print(for_terminal(table))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -106,8 +109,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     result = compare_runs(args.runs, bootstrap=args.bootstrap, seed=args.seed)
     for warning in result.warnings:
-        print(f"rmb: warning: {warning}", file=sys.stderr)
-    print(result.markdown(), end="")
+        print(f"rmb: warning: {for_terminal(warning)}", file=sys.stderr)
+    print(for_terminal(result.markdown()), end="")
     if args.out:
         for path in write_comparison(args.out, result):
             print(path, file=sys.stderr)
@@ -127,7 +130,7 @@ def cmd_score_rewards(args: argparse.Namespace) -> int:
         out=args.out,
     )
     for warning in out.warnings:
-        print(f"rmb: warning: {warning}", file=sys.stderr)
+        print(f"rmb: warning: {for_terminal(warning)}", file=sys.stderr)
     _print_paper_table(out.label, out.scores)
     for path in out.paths:
         print(path, file=sys.stderr)

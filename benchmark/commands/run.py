@@ -11,6 +11,7 @@ from typing import Any
 
 from benchmark.config import load_run_config
 from benchmark.options import RunOptions, add_flags, fields_in, from_values
+from benchmark.reporting.escape import for_terminal
 from benchmark.reporting.report import md_table, paper_row, read_manifest, run_label
 from benchmark.scoring.items import SUBSET_NAMES
 
@@ -118,10 +119,12 @@ def failure_reasons(judged: Any, shown: int = 2) -> str:
         for j in judged
         if not j.cached and j.verdict.kind == "invalid" and j.finish_reason != "stop"
     )
-    return "; ".join(f"{n:,}x {r}" for r, n in reasons.most_common(shown)) or "no reason given"
+    top = "; ".join(f"{n:,}x {r}" for r, n in reasons.most_common(shown))
+    return for_terminal(top, keep_newlines=False) or "no reason given"
 
 
 def print_paper_table(run_dir: Path, scores: Any) -> None:
     """The RMB paper's row for this run: the four subsets and Overall, with 95% intervals."""
     label = run_label(read_manifest(run_dir))
-    print(md_table(["Judge × template", *SUBSET_NAMES, "Overall"], [[label, *paper_row(scores)]]))
+    table = md_table(["Judge × template", *SUBSET_NAMES, "Overall"], [[label, *paper_row(scores)]])
+    print(for_terminal(table))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.reporting.escape import for_markdown
 from benchmark.reporting.report import md_table, read_manifest, rebuild, run_label
 from benchmark.scoring.items import SUBSET_NAMES, ItemResult, scenario_name
 from benchmark.scoring.stats import (
@@ -232,11 +233,11 @@ class CompareResult:
             md_table(["Judge × template", *SUBSET_NAMES, "Overall", "Items"], rows),
             "",
         ]
-        out += [f"> warning: {w}" for w in self.warnings]
+        out += [f"> warning: {for_markdown(w)}" for w in self.warnings]
         for p in self.pairs:
             out += [
                 "",
-                f"## {p.b} − {p.a}",
+                f"## {for_markdown(p.b)} − {for_markdown(p.a)}",
                 "",
                 f"Paired over the {p.common:,} items both judged: B − A with its 95% paired "
                 "bootstrap interval (* = excludes 0), and McNemar's test on the item outcomes "

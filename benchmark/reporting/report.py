@@ -16,6 +16,7 @@ import orjson
 
 from benchmark.data import Item, Selection, outline, return_freed_memory
 from benchmark.data.fetch import default_data_source
+from benchmark.reporting.escape import for_markdown
 from benchmark.results import JudgedComparison
 from benchmark.rundir import COMPARISONS_FILE, MANIFEST_FILE, write_atomic
 from benchmark.scoring.items import SUBSET_NAMES, GroupScore, ItemResult, Scores
@@ -64,7 +65,7 @@ def run_label(manifest: Mapping[str, Any] | None) -> str:
 
 
 def _md_cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return for_markdown(text)
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[object]], right_from: int = 1) -> str:
@@ -192,7 +193,7 @@ def markdown(scores: Scores, manifest: Mapping[str, Any] | None = None) -> str:
     label = run_label(manifest)
     o = scores.overall
     parts = [
-        f"# RMB report: {label}",
+        f"# RMB report: {for_markdown(label)}",
         "",
         md_table(["Judge × template", *SUBSET_NAMES, "Overall"], [[label, *paper_row(scores)]]),
         "",
