@@ -32,7 +32,8 @@ from benchmark.runner.costs import cost_of, estimate_input_tokens, price_known
 from benchmark.runner.execute import Outcome, execute
 from benchmark.runner.judged import judge_comparisons
 from benchmark.runner.prepare import Prepared, prepare, read_saved_keys, save_keys
-from benchmark.scoring.items import score
+from benchmark.runner.progress import Counters
+from benchmark.scoring import score
 from judges.base import Judge, JudgeIdentity, Usage
 from judges.cache import CacheStore
 from judges.errors import UserError
@@ -65,15 +66,35 @@ class RunResult:
     judged: list[JudgedComparison] = field(default_factory=list)
     scores: Any = None
     comparisons: int = 0
-    requests: int = 0
-    cache_hits: int = 0
-    sent: int = 0
-    failed: int = 0
-    retries: int = 0
-    spent_usd: float = 0.0
+    # the runner's counts: requests, cache hits, sent, failed, retries, tokens, USD
+    counters: Counters = field(default_factory=Counters)
     wall_s: float = 0.0
     estimate: Estimate | None = None
     reports: list[Path] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return self.counters.total
+
+    @property
+    def cache_hits(self) -> int:
+        return self.counters.cache_hits
+
+    @property
+    def sent(self) -> int:
+        return self.counters.sent
+
+    @property
+    def failed(self) -> int:
+        return self.counters.failed
+
+    @property
+    def retries(self) -> int:
+        return self.counters.retries
+
+    @property
+    def spent_usd(self) -> float:
+        return self.counters.spent_usd
 
 
 @dataclass
@@ -195,8 +216,7 @@ async def _estimate(run: _Run, prepared: Prepared, store: CacheStore) -> RunResu
         run.run_dir,
         "dry-run",
         comparisons=len(run.comparisons),
-        requests=est.requests,
-        cache_hits=est.cached,
+        counters=Counters(total=est.requests, cache_hits=est.cached),
         wall_s=time.monotonic() - run.t0,
         estimate=est,
     )
@@ -295,12 +315,7 @@ def _finish(
         outcome.status,
         judged,
         comparisons=len(run.comparisons),
-        requests=c.total,
-        cache_hits=c.cache_hits,
-        sent=c.sent,
-        failed=c.failed,
-        retries=c.retries,
-        spent_usd=c.spent_usd,
+        counters=c,
     )
     if outcome.status == "complete":
         result.scores = score(run.items, judged, ties=o.ties, bootstrap=o.bootstrap, seed=o.seed)  # type: ignore[arg-type]

@@ -9,11 +9,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchmark.api import run
 from benchmark.config import load_run_config
 from benchmark.options import RunOptions, add_flags, fields_in, from_values
 from benchmark.reporting.escape import for_terminal
-from benchmark.reporting.report import md_table, paper_row, read_manifest, run_label
-from benchmark.scoring.items import SUBSET_NAMES
+from benchmark.reporting.facts import run_label
+from benchmark.reporting.markdown import paper_table
+from benchmark.rundir import read_manifest
+from judges.pricing import load_prices
 
 # the flag groups of `rmb run --help`, in order
 GROUPS = ("main", "selection", "plan", "judge", "run")
@@ -47,12 +50,8 @@ def merged_options(args: argparse.Namespace) -> RunOptions:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.api import run
-
     options = merged_options(args)
     if options.prices is not None:
-        from judges.pricing import load_prices
-
         load_prices(options.prices)
     quiet = options.quiet
     result = run(
@@ -106,7 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if not quiet:
         if result.scores is not None:
-            print_paper_table(result.run_dir, result.scores)
+            label = run_label(read_manifest(result.run_dir))
+            print(for_terminal(paper_table(label, result.scores)))
         print(summary)
         print(f"run: {result.run_dir}" + "".join(f"\n  {p}" for p in result.reports))
     return 0
@@ -121,10 +121,3 @@ def failure_reasons(judged: Any, shown: int = 2) -> str:
     )
     top = "; ".join(f"{n:,}x {r}" for r, n in reasons.most_common(shown))
     return for_terminal(top, keep_newlines=False) or "no reason given"
-
-
-def print_paper_table(run_dir: Path, scores: Any) -> None:
-    """The RMB paper's row for this run: the four subsets and Overall, with 95% intervals."""
-    label = run_label(read_manifest(run_dir))
-    table = md_table(["Judge × template", *SUBSET_NAMES, "Overall"], [[label, *paper_row(scores)]])
-    print(for_terminal(table))

@@ -14,7 +14,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from judges.base import ChatRequest, Completion, Judge, JudgeIdentity, Usage
+from judges.base import BatchJudge, ChatRequest, Completion, Judge, JudgeIdentity, Usage
 from judges.cache import CacheStore
 from judges.claims import ClaimQueue
 
@@ -223,7 +223,8 @@ class _Execution:
             await self.committer.add(key, c)  # stores an answer; frees the key's claim either way
 
     async def batch_worker(self) -> None:
-        complete_many = self.judge.complete_many  # type: ignore[attr-defined]
+        assert isinstance(self.judge, BatchJudge)
+        complete_many = self.judge.complete_many
         while not self.stop.is_set():
             chunk: list[tuple[str, ChatRequest, float]] = []
             while len(chunk) < self.batch_size:
@@ -287,7 +288,7 @@ class _Execution:
         self, concurrency: int, progress: bool, handle_signals: bool, grace_s: float
     ) -> str:
         """Run the workers to the end; the status: complete | interrupted | budget."""
-        is_batch = callable(getattr(self.judge, "complete_many", None))
+        is_batch = isinstance(self.judge, BatchJudge)
         n_workers = 1 if is_batch else max(1, concurrency)
         work = self.batch_worker if is_batch else self.worker
         self.workers = [asyncio.create_task(self.guarded(work)) for _ in range(n_workers)]
