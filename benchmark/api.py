@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, ParamSpec
 
 from benchmark import rundir
+from benchmark.analysis.facts import ItemFacts, item_facts
+from benchmark.analysis.run import analyse_run
 from benchmark.data import Item, load, outline, return_freed_memory
 from benchmark.data.fetch import default_data_source
 from benchmark.options import RunOptions
@@ -117,6 +119,8 @@ class _Run:
     plan: dict[str, Any] = field(default_factory=dict)
     data_hash: str = ""
     manifest: dict[str, Any] = field(default_factory=dict)
+    # the answers' lengths and writers, taken before the texts go (the analyses read them)
+    facts: dict[str, ItemFacts] = field(default_factory=dict)
 
 
 def _inputs(options: RunOptions, items: Sequence[Item] | None) -> _Run:
@@ -295,6 +299,7 @@ async def _judge(
     # past here nothing is rendered: scoring needs no text, and the report's few examples read
     # theirs again from the dataset (a full RMB run's texts are 43 MB)
     prepared.release()
+    run.facts = item_facts(run.items)
     if run.from_disk:
         run.items = outline(run.items)
         return_freed_memory()
@@ -330,6 +335,15 @@ def _finish(
         manifest["resume"] = resume_hint
     rundir.write_json(run.run_dir / MANIFEST_FILE, manifest)
     if result.scores is not None:
+        analysis = analyse_run(
+            run.items,
+            run.facts,
+            judged,
+            result.scores,
+            judge=run.identity.model,
+            bootstrap=o.bootstrap,
+            seed=o.seed,
+        )
         result.reports = write_reports(
             run.run_dir,
             result.scores,
@@ -337,6 +351,7 @@ def _finish(
             items=None if run.from_disk else run.items,
             judged=judged,
             completions=outcome.answers,
+            analysis=analysis,
         )
     result.wall_s = time.monotonic() - run.t0
     return result

@@ -309,7 +309,7 @@ def _json_objects(text: str) -> Iterator[dict[str, Any]]:
     try, not a crash."""
     text = _FENCE_MARK.sub(lambda m: " " * len(m.group()), text)
     # raw_decode without its Python wrapper: a 1 MB answer of small objects is 60k calls
-    scan = json.JSONDecoder().scan_once
+    scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
     budget = 4 * len(text) + 4096  # characters failed tries may read
     tries = _MAX_FAILED_TRIES  # a failure costs more than its characters (the error's position)
     search = _OBJECT_START.search

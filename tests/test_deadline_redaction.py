@@ -20,8 +20,8 @@ from judges.cache import CACHE_FILE
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
 async def test_a_body_dripped_a_byte_a_second_meets_the_deadline(
     loopback: LoopbackServer,
-    judge: Make,
-    api: str,  # noqa: F811
+    judge: Make,  # noqa: F811
+    api: str,
 ) -> None:
     """The SDKs' timeout is per read: each byte resets it, so a --timeout 3 request lived for
     minutes; the lean transport stopped but called it 'connection failed: CancelledError'."""
