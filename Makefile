@@ -7,7 +7,7 @@ export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 RMB_DATA ?= $(if $(wildcard ../shared/rmb/RMB_dataset),../shared/rmb/RMB_dataset,)
 export RMB_DATA
 
-.PHONY: install test demo bench lint
+.PHONY: install test test-fast demo bench lint
 
 install: $(BIN)/rmb
 
@@ -23,6 +23,10 @@ $(BIN)/rmb: pyproject.toml Makefile
 # pytest exits non-zero on a failure and with 5 when it collects no tests: both fail `make test`
 test: install
 	$(BIN)/python -m pytest -q
+
+# the edit-test loop: everything but the tests marked slow (over ~5 s each)
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not vllm"
 
 lint: install
 	$(BIN)/ruff check judges prompts benchmark tests

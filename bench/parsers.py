@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from hostile_answers import HOSTILE
+from support.hostile_answers import HOSTILE
 
 from judges.base import Completion
 from prompts.parsers import PARSERS, parse

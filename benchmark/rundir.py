@@ -1,10 +1,9 @@
 """What a run directory holds and how it is written and read: the run's deterministic id,
 `manifest.json` (judge, template, data, options, versions, git commit, times; nothing secret:
-options are listed field by field), `comparisons.jsonl`, and the one atomic write."""
+options are listed field by field) and `comparisons.jsonl`, each written atomically."""
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.data import Item
+from benchmark.files import write_atomic
 from benchmark.results import JudgedComparison
 from judges.base import JudgeIdentity, JudgeOptions
 from judges.errors import UserError
@@ -103,28 +103,6 @@ def git_commit(where: Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "")
-
-
-def write_atomic(path: Path, text: str | Iterable[str]) -> None:
-    """The one way a run's files are written: a reader (or a crash) never sees half a file, and
-    a failed write (a full disk, a read-only folder) leaves no temporary file and is one line."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.writelines([text] if isinstance(text, str) else text)
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise UserError(
-            f"{path}: cannot write ({e.strerror or e}); the judge's answers are in the cache, "
-            f"so `rmb report {path.parent}` (or the same command) writes it again once that "
-            "is fixed"
-        ) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 # a run id names one directory inside --runs-dir: no separators, no '..', nothing hidden

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loopback_server import LoopbackServer
+from support.loopback_server import LoopbackServer
 from test_judges_http import SECRET, Make, ask, judge, transport  # noqa: F401 (fixtures)
 from test_runner import subprocess_cmd, write_items
 from test_runner_cli import run_cli
@@ -30,7 +30,7 @@ async def test_a_body_dripped_a_byte_a_second_meets_the_deadline(
     t = time.monotonic()
     c = await j.complete(ask(j))
     took = time.monotonic() - t
-    assert took < 6, took  # the whole body would take a minute and more
+    assert took < 10, took  # the whole body would take a minute and more
     assert c.finish_reason == "error" and c.error is not None
     assert "no answer within 1.5 s" in c.error, c.error
 

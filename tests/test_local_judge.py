@@ -94,6 +94,7 @@ def wait_gone(pid: int, timeout_s: float = 30.0) -> bool:
 # ---------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 async def test_real_rmb_end_to_end_then_rerun_from_cache_without_a_server(
     short_items: list[Item], letter_template: Path, tmp_path: Path
 ) -> None:
@@ -182,6 +183,7 @@ def server_of(runner: subprocess.Popen[bytes], timeout_s: float = 300.0) -> int:
 @pytest.mark.parametrize(
     "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "sigkill"]
 )
+@pytest.mark.slow
 def test_no_server_survives_the_runner(
     sig: signal.Signals, rmb_dir: Path, letter_template: Path, tmp_path: Path
 ) -> None:
@@ -209,6 +211,7 @@ def test_no_server_survives_the_runner(
             runner.wait()
 
 
+@pytest.mark.slow
 def test_serve_local_prints_the_run_line_and_stops_on_ctrl_c() -> None:
     from judges.child_server import free_port
 
@@ -262,6 +265,7 @@ def test_bad_model_paths_are_one_line_errors(tmp_path: Path) -> None:
         build(str(text), JudgeOptions())
 
 
+@pytest.mark.slow
 async def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + os.urandom(4096))

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_runner import PricedAs, answered, make_judge, subprocess_cmd, write_items
+from support.runs import answered, make_judge
+from test_runner import PricedAs, subprocess_cmd, write_items
 from test_runner_cli import rmb
 
 from benchmark.api import RunResult, arun

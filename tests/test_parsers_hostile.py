@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_answers import HOSTILE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.hostile_answers import HOSTILE
 from test_runner import read_judged, subprocess_cmd, write_items
 from test_runner_cli import run_cli
 

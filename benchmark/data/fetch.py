@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from benchmark.data import DATASET_DIR, DataError, Manifest, ManifestFile, pinned_manifest
+from benchmark.files import write_atomic
 from judges.errors import UserError
 
 URL_ENV = "RMB_ARCHIVE_URL"
@@ -251,7 +252,7 @@ def fetch_dataset(
     report = FetchReport(data_dir, manifest.commit, verified=len(manifest.files) - len(bad))
     if not bad:
         if not stamp.exists():
-            stamp.write_text(manifest.commit + "\n")
+            write_atomic(stamp, manifest.commit + "\n")
         return report
     stamp.unlink(missing_ok=True)
     home.mkdir(parents=True, exist_ok=True)
@@ -286,7 +287,7 @@ def fetch_dataset(
             + ". Rerun `rmb data fetch` (or `--url` another archive of commit "
             + f"{manifest.commit[:12]})"
         )
-    stamp.write_text(manifest.commit + "\n")
+    write_atomic(stamp, manifest.commit + "\n")
     return report
 
 
