@@ -5,7 +5,8 @@ average next to it (the machine may be shared: read the numbers against the load
     .venv/bin/python bench/run.py [--quick] [--skip-full] [--out bench/results.json]
 
 Lines: data load of the full shared RMB (time, peak RSS); per-comparison harness cost (render,
-key, cache lookup, parse) and cache writes/reads per second; scoring the full RMB; throughput through the real OpenAI
+key, cache lookup, parse) and cache writes/reads per second; parser throughput on 1 MB hostile
+answers (the slowest parser on the worst pattern); scoring the full RMB; throughput through the real OpenAI
 judge against the loopback server (its own process, 200 ms latency) at concurrency 64, 256, 512,
 on its two transports side by side (the official SDK and the lean aiohttp session, the default
 for a `--base-url` server, which carries the targets), and lean in two client processes; the
@@ -30,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parent / "tests"), str(HERE)]
 
 import harness  # noqa: E402
+import parsers  # noqa: E402
 import pool_bench  # noqa: E402
 import rerun  # noqa: E402
 import scoring  # noqa: E402
@@ -216,6 +218,17 @@ def pool_lines(quick: bool) -> list[Line]:
     return lines
 
 
+def parser_lines() -> list[Line]:
+    r = parsers.measure()
+    detail = f"{r['parsers']} parsers x {r['answers']} hostile patterns; slowest: {r['slowest']}"
+    return [
+        at_least(
+            "parser throughput, 1 MB hostile answers", 10.0, r["slowest_mb_s"], "MB/s", detail
+        ),
+        info("parser throughput, 1 MB hostile: median", r["median_mb_s"], "MB/s"),
+    ]
+
+
 def rerun_lines(full: bool) -> list[Line]:
     lines = []
     with running_server(latency=0.0) as srv:
@@ -254,6 +267,7 @@ def main() -> int:
     print(HEADER)
     section("data load", data_lines, lines)
     section("harness cost", harness_lines, lines)
+    section("parsers on hostile answers", parser_lines, lines)
     section("scoring", scoring_lines, lines)
     section("throughput", lambda: throughput_lines(a.quick), lines)
     section("multi-server judge", lambda: pool_lines(a.quick), lines)

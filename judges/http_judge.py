@@ -69,11 +69,13 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
 def connection_failure(exc: BaseException, timeout_s: float) -> str:
     """Say what really happened: the SDKs' aiohttp transport reports a dropped connection as a
     connect timeout, so look at the root cause."""
-    root = exc
-    while root.__cause__ is not None:
-        root = root.__cause__
-    if isinstance(root, TimeoutError) or "timeout" in type(root).__name__.lower():
+    chain = [exc]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    # aiohttp's total timeout is a TimeoutError caused by a CancelledError: any link counts
+    if any(isinstance(e, TimeoutError) or "timeout" in type(e).__name__.lower() for e in chain):
         return f"no answer within {timeout_s:g} s"
+    root = chain[-1]
     return f"connection failed: {type(root).__name__}: {root}"
 
 
@@ -464,7 +466,13 @@ class HttpJudge:
 
     async def _attempt(self, request: ChatRequest, prompt_tokens: int) -> Completion:
         async with self.limiter.slot(prompt_tokens):
-            return await self._send(request)
+            # a deadline on the whole attempt, on every transport: the SDKs' timeout is per
+            # read, so a body dripped a byte at a time kept a --timeout 3 request for minutes
+            try:
+                async with asyncio.timeout(self.options.timeout_s):
+                    return await self._send(request)
+            except TimeoutError:
+                raise TransientError(f"no answer within {self.options.timeout_s:g} s") from None
 
     async def complete(self, request: ChatRequest) -> Completion:
         self.check(request)
@@ -501,8 +509,12 @@ class HttpJudge:
             )
         except JudgeSetupError as exc:
             raise self.setup_error(str(exc)) from None
+        # the answer too, not only errors: a server that echoes the key in its text would put
+        # it in the cache and every report
         completion = replace(
             completion,
+            text=self.redact(completion.text),
+            reasoning=None if completion.reasoning is None else self.redact(completion.reasoning),
             latency_s=time.perf_counter() - start,
             attempts=attempts,
             created_at=time.time(),

@@ -9,6 +9,7 @@ table entry it starts with. Unknown price -> None; a model on this machine costs
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,14 +59,23 @@ _prices: dict[str, tuple[float, float]] = dict(DEFAULT_PRICES)
 
 def set_prices(overrides: Mapping[str, Mapping[str, float]], *, where: str = "prices") -> None:
     """Add or replace entries: {model: {"input": usd_per_mtok, "output": usd_per_mtok}}."""
+    checked: dict[str, tuple[float, float]] = {}
     for model, entry in overrides.items():
         try:
-            _prices[model] = (float(entry["input"]), float(entry["output"]))
+            prices = (float(entry["input"]), float(entry["output"]))
         except (KeyError, TypeError, ValueError):
             raise UserError(
                 f"{where}: entry {model!r} needs numeric 'input' and 'output' "
                 "(USD per million tokens)"
             ) from None
+        # NaN or a negative price would switch --max-cost off (every comparison is False)
+        if not all(math.isfinite(x) and 0 <= x <= 1e6 for x in prices):
+            raise UserError(
+                f"{where}: entry {model!r}: prices must be finite numbers from 0 to 1e6 USD per "
+                f"million tokens, got input={prices[0]}, output={prices[1]}"
+            )
+        checked[model] = prices
+    _prices.update(checked)  # all or nothing: a bad entry leaves the table as it was
 
 
 def load_prices(path: str | Path) -> None:
