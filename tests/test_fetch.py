@@ -358,7 +358,8 @@ def test_a_member_inflating_to_hundreds_of_mb_is_hashed_in_chunks(
     )
     rc, rss_kb = r.stdout.split()
     assert rc == "2" and f"{FILES[0]} (blob" in r.stderr, r.stderr
-    assert int(rss_kb) < 250_000, f"peak RSS {int(rss_kb) / 1e3:.0f} MB"  # was 400 MB and more
+    # reading the member whole peaked at 400 MB and more; chunked, the interpreter and its imports
+    assert int(rss_kb) < 300_000, f"peak RSS {int(rss_kb) / 1e3:.0f} MB"
     assert not list((tmp_path / "d").rglob("*.tmp"))
 
 
