@@ -79,7 +79,8 @@ DEFAULTS: dict[str, Any] = {
     "cancel_s": 1.0,
     "window_s": 86_400.0,
     "fail_validation": None,  # a message: every batch fails validation with it (line 1)
-    "rate_limit": None,  # {"requests_per_min": 600, "tokens_per_min": 400_000}
+    # {"requests_per_min": 600, "tokens_per_min": 400_000, "burst_s": 60} (see rate_limits.py)
+    "rate_limit": None,
     "prefix_cache": True,
     "line_concurrency": 64,  # batch lines answered at once
 }
@@ -244,7 +245,11 @@ class State:
     def _make_limit(self) -> None:
         rl = self.config["rate_limit"]
         self.limit = (
-            RateLimit(rl["requests_per_min"], rl["tokens_per_min"], self.now) if rl else None
+            RateLimit(
+                rl["requests_per_min"], rl["tokens_per_min"], self.now, rl.get("burst_s", 60.0)
+            )
+            if rl
+            else None
         )
 
     def configure(self, changes: dict[str, Any]) -> None:

@@ -18,11 +18,16 @@ from datetime import UTC, datetime
 
 
 class Bucket:
-    """`per_minute` units, refilled continuously at per_minute/60 a second, starting full."""
+    """`per_minute` units, refilled continuously at per_minute/60 a second, starting full.
+    `burst_s`: the bucket holds that many seconds of refill (60: a whole minute's budget at
+    once; providers also enforce a per-minute limit over shorter windows, e.g. 1 s)."""
 
-    def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.capacity = float(per_minute)
+    def __init__(
+        self, per_minute: float, clock: Callable[[], float] = time.monotonic, burst_s: float = 60.0
+    ) -> None:
+        self.limit = per_minute
         self.rate = per_minute / 60.0
+        self.capacity = self.rate * burst_s
         self.clock = clock
         self.level = self.capacity
         self.stamp = clock()
@@ -62,9 +67,10 @@ class RateLimit:
         requests_per_min: float,
         tokens_per_min: float,
         clock: Callable[[], float] = time.monotonic,
+        burst_s: float = 60.0,
     ) -> None:
-        self.requests = Bucket(requests_per_min, clock)
-        self.tokens = Bucket(tokens_per_min, clock)
+        self.requests = Bucket(requests_per_min, clock, burst_s)
+        self.tokens = Bucket(tokens_per_min, clock, burst_s)
 
     def admit(self, tokens: int) -> float:
         """0.0 when the request is admitted (and charged); else the seconds until it would fit."""
@@ -81,12 +87,12 @@ class RateLimit:
         if api == "anthropic":
             for name, b in (("requests", r), ("tokens", t)):
                 reset = datetime.fromtimestamp(time.time() + b.until_full(), UTC)
-                out[f"anthropic-ratelimit-{name}-limit"] = str(int(b.capacity))
+                out[f"anthropic-ratelimit-{name}-limit"] = str(int(b.limit))
                 out[f"anthropic-ratelimit-{name}-remaining"] = str(max(0, int(b.level)))
                 out[f"anthropic-ratelimit-{name}-reset"] = reset.isoformat().replace("+00:00", "Z")
         else:
             for name, b in (("requests", r), ("tokens", t)):
-                out[f"x-ratelimit-limit-{name}"] = str(int(b.capacity))
+                out[f"x-ratelimit-limit-{name}"] = str(int(b.limit))
                 out[f"x-ratelimit-remaining-{name}"] = str(max(0, int(b.level)))
                 out[f"x-ratelimit-reset-{name}"] = go_duration(b.until_full())
         if retry_after is not None:
