@@ -170,6 +170,9 @@ async def arun(
     progress: bool = False,
     resume_hint: str | None = None,
     handle_signals: bool = True,
+    batch: bool = False,
+    wait: bool = True,
+    poll_s: float = 5.0,
 ) -> RunResult:
     """`run` inside a running event loop. A `Judge` object may be passed instead of a spec (it is
     not closed here); a spec builds one with `options` and closes it at the end."""
@@ -268,21 +271,36 @@ async def arun(
                 "plan": plan_opts,
                 "ties": ties,
                 "max_cost_usd": max_cost,
+                "batch": batch,
                 "cache": str(store.path.resolve()),
                 "versions": mf.versions(),
                 "git_commit": mf.git_commit(),
                 "started_at": started,
             }
             mf.write_json(run_dir / MANIFEST_FILE, manifest)
-            outcome = await execute(
-                prepared,
-                the_judge,
-                store,
-                concurrency=options.concurrency,
-                max_cost=max_cost,
-                progress=progress,
-                handle_signals=handle_signals,
-            )
+            if batch:
+                from .batch_execute import execute_batch
+
+                outcome = await execute_batch(
+                    prepared,
+                    the_judge,
+                    store,
+                    wait=wait,
+                    max_cost=max_cost,
+                    progress=progress,
+                    handle_signals=handle_signals,
+                    poll_s=(poll_s, max(poll_s, 60.0)),
+                )
+            else:
+                outcome = await execute(
+                    prepared,
+                    the_judge,
+                    store,
+                    concurrency=options.concurrency,
+                    max_cost=max_cost,
+                    progress=progress,
+                    handle_signals=handle_signals,
+                )
             # past here nothing is rendered: scoring needs no text, and the report's few
             # examples read theirs again from the dataset (a full RMB run's texts are 43 MB)
             prepared.release()

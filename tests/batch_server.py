@@ -83,6 +83,11 @@ DEFAULTS: dict[str, Any] = {
     "rate_limit": None,
     "prefix_cache": True,
     "line_concurrency": 64,  # batch lines answered at once
+    # seconds a call waits, to give a test a window to kill its client in: "upload" (after the
+    # file is stored), "before_create" (a create's body has arrived, nothing is made yet),
+    # "after_create" (the batch exists, its answer has not left), "results" (before the output
+    # file or the results are sent)
+    "delays": {},
 }
 
 OPENAI_MAX_LINES = 50_000
@@ -299,6 +304,15 @@ def _anthropic_error(
     return web.json_response(
         {"type": "error", "error": {"type": etype, "message": message}}, status=status
     )
+
+
+async def _delay(st: State, what: str, request: web.Request | None = None) -> None:
+    """Hold the call; with `request`, a client gone meanwhile means its body never arrived."""
+    wait = float(st.config["delays"].get(what, 0.0))
+    if wait:
+        await asyncio.sleep(wait)
+    if request is not None and (request.transport is None or request.transport.is_closing()):
+        raise web.HTTPBadRequest(text="the client went away before its request was complete")
 
 
 # ---------------------------------------------------------------------------- answering
@@ -586,7 +600,9 @@ async def upload_file(request: web.Request) -> web.Response:
     if purpose != "batch" or not isinstance(upload, web.FileField):
         return _openai_error(400, "Expected a file with purpose 'batch'.", "invalid_request")
     data = upload.file.read()
-    return web.json_response(st.files[_store_file(st, data, "batch", upload.filename)])
+    fid = _store_file(st, data, "batch", upload.filename)
+    await _delay(st, "upload")
+    return web.json_response(st.files[fid])
 
 
 def _file(request: web.Request) -> str:
@@ -614,6 +630,8 @@ async def get_file(request: web.Request) -> web.Response:
 
 async def file_content(request: web.Request) -> web.Response:
     st = request.app[STATE]
+    st.calls["results"] += 1
+    await _delay(st, "results")
     return web.Response(body=st.contents[_file(request)], content_type="application/octet-stream")
 
 
@@ -626,8 +644,10 @@ async def delete_file(request: web.Request) -> web.Response:
 
 async def create_batch(request: web.Request) -> web.Response:
     st = request.app[STATE]
-    st.calls["create"] += 1
     body = await request.json()
+    st.calls["create_started"] += 1
+    await _delay(st, "before_create", request)
+    st.calls["create"] += 1
     fid = body.get("input_file_id")
     if fid not in st.files:
         return _openai_error(400, f"No such File object: {fid}", "invalid_request", "input_file_id")
@@ -656,6 +676,7 @@ async def create_batch(request: web.Request) -> web.Response:
         metadata=meta,
     )
     st.jobs[job.id] = job
+    await _delay(st, "after_create")
     return web.json_response(_openai_batch(st, job))
 
 
@@ -759,8 +780,10 @@ def _anthropic_batch(request: web.Request, job: Job) -> dict[str, Any]:
 
 async def create_message_batch(request: web.Request) -> web.Response:
     st = request.app[STATE]
-    st.calls["create"] += 1
     raw = await request.read()
+    st.calls["create_started"] += 1
+    await _delay(st, "before_create", request)
+    st.calls["create"] += 1
     if len(raw) > ANTHROPIC_MAX_BYTES:
         return _anthropic_error(
             413, "Request exceeds the maximum size of 256 MB.", "request_too_large"
@@ -798,6 +821,7 @@ async def create_message_batch(request: web.Request) -> web.Response:
     job = Job("anthropic", f"msgbatch_{uuid.uuid4().hex[:24]}", now, lines, "in_progress")
     job.at["in_progress"] = now
     st.jobs[job.id] = job
+    await _delay(st, "after_create")
     return web.json_response(_anthropic_batch(request, job))
 
 
@@ -831,7 +855,10 @@ async def list_message_batches(request: web.Request) -> web.Response:
 
 
 async def message_batch_results(request: web.Request) -> web.Response:
+    st = request.app[STATE]
     job = _job(request, "anthropic")
+    st.calls["results"] += 1
+    await _delay(st, "results")
     if job.status not in ("completed", "expired", "cancelled"):
         return _anthropic_error(
             400, f"Message Batch {job.id} has not yet ended; results are not available."

@@ -34,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
     "runs_dir": "runs",
     "bootstrap": 1000,
     "quiet": False,
+    "batch": False,
+    "no_wait": False,
+    "poll": 5.0,
 }
 
 
@@ -156,6 +159,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         help='USD per million tokens for models the built-in table lacks (TOML/JSON: {"model": {"input": 2.5, "output": 10}})',
     )
     o.add_argument(
+        "--batch",
+        action="store_true",
+        default=None,
+        help="openai:/anthropic: send through the provider's batch API (half price, within 24 h); "
+        "waits and polls unless --no-wait; Ctrl-C leaves the batches running",
+    )
+    o.add_argument(
+        "--no-wait",
+        action="store_true",
+        default=None,
+        help="--batch: submit and exit; rerun the command (or `rmb batches collect`) to collect",
+    )
+    o.add_argument(
+        "--poll",
+        type=float,
+        metavar="S",
+        help="--batch: first wait between polls in seconds, growing to a minute (default 5)",
+    )
+    o.add_argument(
         "--dry-run",
         action="store_true",
         help="count requests, cache hits, tokens and cost; send nothing",
@@ -230,6 +252,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         dry_run=a.dry_run,
         progress=not quiet and sys.stderr.isatty(),
         resume_hint="rmb " + shlex.join(sys.argv[1:]),
+        batch=bool(a.batch),
+        wait=not a.no_wait,
+        poll_s=a.poll,
     )
     if result.estimate is not None:
         e = result.estimate
@@ -253,6 +278,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"${result.spent_usd:.4f} spent; {result.wall_s:.1f} s"
     )
     resume = "rmb " + shlex.join(sys.argv[1:])
+    if result.status == "pending":
+        print(
+            f"rmb: batches are running at the provider. {summary}\nTo collect their answers "
+            f"and submit what is missing, rerun:\n  {resume}\n(or `rmb batches collect`; "
+            "`rmb batches list` shows them)",
+            file=sys.stderr,
+        )
+        return 0 if a.no_wait else EXIT_INTERRUPTED
     if result.status == "interrupted":
         print(
             f"rmb: stopped. {summary}\nAnswers so far are cached; to resume run:\n  {resume}",

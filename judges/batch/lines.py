@@ -78,6 +78,13 @@ class Remote:
     failure: str | None = None  # why it failed validation (names the line)
     raw: Any = None
 
+    @property
+    def done(self) -> int:
+        """Lines the provider has finished with (answered or failed)."""
+        if "processing" in self.counts:  # Anthropic counts what is left
+            return self.total - self.counts["processing"]
+        return self.counts.get("completed", 0) + self.counts.get("failed", 0)
+
 
 @dataclass(frozen=True, slots=True)
 class LineOutcome:

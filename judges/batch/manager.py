@@ -39,8 +39,9 @@ class Budget(Protocol):
 
 @dataclass
 class BatchOutcome:
+    answers: dict[str, Completion] = field(default_factory=dict)  # wanted keys, now cached
     failed: dict[str, Completion] = field(default_factory=dict)  # answered, but not an answer
-    collected: int = 0  # answers put in the cache
+    collected: int = 0  # answers put in the cache (any key of the judge)
     submitted: int = 0  # lines sent in new batches
     spent_usd: float = 0.0  # of what was collected
     pending: set[str] = field(default_factory=set)  # keys still held by live jobs
@@ -200,9 +201,9 @@ class BatchRunner:
     # ------------------------------------------------------------------ polling and collecting
 
     async def refresh(
-        self, out: BatchOutcome, wanted: set[str], budget: Budget | None
+        self, out: BatchOutcome, wanted: set[str], budget: Budget | None, *, collect: bool = True
     ) -> list[JobView]:
-        """Poll every open job of this judge; collect the ended ones."""
+        """Poll every open job of this judge; collect the ended ones (unless `collect` is off)."""
         views: list[JobView] = []
         for job in self.jobs.jobs(identity=self.identity):
             if job.state != "open" or not job.batch_id:
@@ -211,7 +212,7 @@ class BatchRunner:
             remote = await self.api.retrieve(job.batch_id)
             self.jobs.update(job.id, status=remote.status, counts=remote.counts)
             views.append(JobView(job, remote))
-            if remote.terminal:
+            if remote.terminal and collect:
                 spent = await self.collect(job, remote, out, wanted)
                 if budget is not None and job.id in self.mine:
                     budget.settle(job.ceiling_usd, spent)
@@ -241,9 +242,11 @@ class BatchRunner:
             if o.completion is not None:
                 spent += self.cost(o.completion.usage)
                 self._count(out, o)
-            if o.kind == "answer":
+            if o.kind == "answer" and o.completion is not None:
                 answers.append((o.key, self.identity, o.completion))
                 out.collected += 1
+                if o.key in wanted:
+                    out.answers[o.key] = o.completion
                 if len(answers) >= _PUT_CHUNK:
                     flush()
             elif o.key in wanted:
@@ -296,10 +299,5 @@ def progress_line(view: JobView, now: float | None = None) -> str:
     ref = job.batch_id or "(submitting)"
     if remote is None:
         return f"{job.id}  {ref}  {job.state}  {job.n:,} requests"
-    done = (
-        remote.total - remote.counts.get("processing", 0)
-        if "processing" in remote.counts
-        else (remote.counts.get("completed", 0) + remote.counts.get("failed", 0))
-    )
     age = (now or time.time()) - job.created_at
-    return f"{job.id}  {ref}  {remote.status}  {done:,}/{job.n:,} done  {age / 60:.0f} min"
+    return f"{job.id}  {ref}  {remote.status}  {remote.done:,}/{job.n:,} done  {age / 60:.0f} min"
