@@ -289,7 +289,7 @@ async def arun(
                     max_cost=max_cost,
                     progress=progress,
                     handle_signals=handle_signals,
-                    poll_s=(poll_s, max(poll_s, 60.0)),
+                    poll_s=(poll_s, min(60.0, 20 * poll_s)),
                 )
             else:
                 outcome = await execute(

@@ -421,7 +421,7 @@ class HttpJudge:
 
     def _new_limiter(self) -> Limiter:
         o = self.options
-        self.pacer = Pacer(o.concurrency, initial=o.concurrency)
+        self.pacer = Pacer(o.concurrency)
         return Limiter(o.concurrency, o.requests_per_s, o.tokens_per_min)
 
     def _on_this_loop(self) -> None:
@@ -488,11 +488,8 @@ class HttpJudge:
         self._on_this_loop()
         self.stats.requests += 1
         start = time.perf_counter()
-        prompt_tokens = (
-            estimate_tokens(sum(len(m.content) for m in request.messages))
-            if self.limiter.tokens is not None or "tokens" in self.pacer.buckets
-            else 0
-        )
+        # what a token budget charges: ours (--tpm) or the provider's (the pacer's)
+        prompt_tokens = estimate_tokens(sum(len(m.content) for m in request.messages))
         attempts = 1
         try:
             try:

@@ -40,7 +40,7 @@ backend counts them; entries never expire.
 Controls: `POST /_control` (keys of DEFAULTS), `POST /_reset`, `POST /_clock`, `GET /_stats`:
 `billed` (successful answers per request key = sha256 of the body's canonical JSON, online and
 batch alike), `usage` (per mode online|batch and model: requests, input, cached_input,
-cache_write, output tokens), `limited` (429s sent), `admitted` (online arrival times),
+cache_write, output tokens), `limited` (429s sent), `admitted` ([arrival time, tokens charged] of each admitted request),
 `batches` (status per batch id), `uploads`, `creates` (calls that reached the server).
 """
 
@@ -242,7 +242,8 @@ class State:
         self.billed: Counter[str] = Counter()
         self.usage: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
         self.limited = 0
-        self.admitted: list[float] = []
+        self.limited_at: list[tuple[float, int, float]] = []  # (arrival, tokens, wait asked)
+        self.admitted: list[tuple[float, int]] = []  # (arrival, tokens charged)
         self.calls: Counter[str] = Counter()
         self.cache = PrefixCache()
         self._make_limit()
@@ -281,6 +282,7 @@ class State:
             "billed": dict(self.billed),
             "usage": {m: {k: dict(v) for k, v in d.items()} for m, d in self.usage.items()},
             "limited": self.limited,
+            "limited_at": self.limited_at[-10_000:],
             "admitted": self.admitted[-200_000:],
             "calls": dict(self.calls),
             "batches": {j.id: j.status for j in self.jobs.values()},
@@ -367,9 +369,11 @@ async def online(request: web.Request, api: str) -> web.Response:
     if st.limit is not None:
         max_out = body.get("max_completion_tokens") or body.get("max_tokens") or 0
         prompt = openai_prompt(body) if api == "openai" else _anthropic_prompt(body)
-        wait = st.limit.admit(len(prompt) // CHARS_PER_TOKEN + int(max_out))
+        charge = len(prompt) // CHARS_PER_TOKEN + int(max_out)
+        wait = st.limit.admit(charge)
         if wait > 0:
             st.limited += 1
+            st.limited_at.append((time.time(), charge, wait))
             msg = "Rate limit reached; please retry later."
             resp = (
                 _anthropic_error(429, msg, "rate_limit_error")
@@ -378,7 +382,7 @@ async def online(request: web.Request, api: str) -> web.Response:
             )
             resp.headers.update(st.limit.headers(api, retry_after=wait))
             return resp
-        st.admitted.append(time.time())
+        st.admitted.append((time.time(), charge))
     status, data = await answer(request.app, api, body, "online")
     resp = web.json_response(data, status=status)
     if st.limit is not None:
@@ -423,7 +427,9 @@ def _validate_openai(st: State, job: Job) -> list[dict[str, Any]]:
     errors: list[dict[str, Any]] = []
     ids: set[str] = set()
     model = None
-    for n, text in enumerate(raw.decode("utf-8", "replace").splitlines(), 1):
+    # JSONL lines end at "\n" only (str.splitlines would also cut at U+2028 inside a string)
+    for n, line in enumerate(raw.split(b"\n"), 1):
+        text = line.decode("utf-8", "replace")
         if not text.strip():
             continue
         try:
