@@ -99,7 +99,8 @@ def _build_judge(spec: str | None, options: JudgeOptions) -> Judge:
     return build_judge(spec or default_judge_spec(), options)
 
 
-def estimate(prepared: Prepared, hits: set[str], judge: Judge) -> Estimate:
+def estimate(prepared: Prepared, hits: set[str], judge: Judge, *, batch: bool = False) -> Estimate:
+    """Requests to send, tokens and cost (at the batch price with `batch`)."""
     priced = price_known(judge.identity)
     tokens_in = tokens_out = 0
     for key in prepared.first:
@@ -112,8 +113,12 @@ def estimate(prepared: Prepared, hits: set[str], judge: Judge) -> Estimate:
         requests=len(prepared.first),
         cached=len(hits),
         input_tokens=tokens_in,
-        cost_input_usd=cost_of(judge.identity, Usage(tokens_in, 0)) if priced else None,
-        cost_max_usd=cost_of(judge.identity, Usage(tokens_in, tokens_out)) if priced else None,
+        cost_input_usd=cost_of(judge.identity, Usage(tokens_in, 0, batch=batch))
+        if priced
+        else None,
+        cost_max_usd=cost_of(judge.identity, Usage(tokens_in, tokens_out, batch=batch))
+        if priced
+        else None,
     )
 
 
@@ -238,7 +243,7 @@ async def arun(
         try:
             if dry_run:
                 hits = await asyncio.to_thread(store.present, prepared.first)
-                est = estimate(prepared, hits, the_judge)
+                est = estimate(prepared, hits, the_judge, batch=batch)
                 return RunResult(
                     rid,
                     run_dir,

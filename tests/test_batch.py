@@ -221,3 +221,89 @@ async def test_claims_exclude_keys_another_job_holds(rig: Rig) -> None:
     second = rig.jobs.claim(rig.judge.identity, reqs)
     assert second is not None and second[1] == reqs[3:]
     assert rig.jobs.claim(rig.judge.identity, reqs[:3]) is None
+
+
+async def test_max_cost_reserves_each_batch_ceiling(rig: Rig) -> None:
+    from benchmark.batch_execute import BatchBudget
+
+    rig.api.limits = Limits(lines=4, bytes=10_000_000)
+    reqs = rig.requests(12)
+    budget = BatchBudget(limit_usd=9.0)
+    out = await rig.runner().run(list(reqs), reqs.__getitem__, budget=budget, ceiling=lambda r: 1.0)
+    # each batch of 4 reserves $4: the third would pass $9, so it is never submitted
+    assert out.budget_stopped and out.submitted == 8 and rig.srv.stats()["calls"]["create"] == 2
+    assert budget.reserved_usd == 0.0  # settled at collection (the loopback costs nothing)
+
+
+async def test_shared_conversation_is_read_from_the_prompt_cache(rig: Rig) -> None:
+    history = "The user asked a long question. " * 200  # ~1,600 tokens every comparison shares
+    reqs = {}
+    for i in range(3):
+        text = f"<conversation>\n{history}\n</conversation>\n\n" + PROMPT.format(i=i)
+        r = rig.judge.options.request([Message("user", text)], "judge-1", max_tokens=64)
+        reqs[cache_key(rig.judge.identity, r)] = r
+    await rig.run(reqs)
+    usage = [c.usage for c in rig.cache.get_many(reqs).values()]
+    assert sum(u.cached_input_tokens for u in usage) >= 2 * 1024
+    if rig.api.provider == "anthropic":  # written once, at 1.25x, then read at 0.1x
+        assert sum(u.cache_write_tokens > 0 for u in usage) == 1
+
+
+def test_prompt_cache_breakpoint_after_the_conversation() -> None:
+    from judges.prompt_cache import anthropic_content
+
+    text = "<conversation>\n[User]\nhi\n</conversation>\n\n<response A>\nx\n</response A>"
+    head, tail = anthropic_content(text)  # type: ignore[misc]
+    assert head["cache_control"] == {"type": "ephemeral"} and head["text"].endswith(
+        "</conversation>"
+    )
+    assert head["text"] + tail["text"] == text and "cache_control" not in tail
+    assert anthropic_content("no shared part") == "no shared part"
+
+
+def test_batch_and_cache_discounts() -> None:
+    from judges.base import Usage
+    from judges.pricing import priced
+
+    price = (2.0, 8.0)  # gpt-4.1: cached input at a quarter
+    full = priced(Usage(1_000_000, 100_000), price, "gpt-4.1")
+    assert full == pytest.approx(2.8)
+    assert priced(Usage(1_000_000, 100_000, batch=True), price, "gpt-4.1") == pytest.approx(1.4)
+    cached = Usage(1_000_000, 100_000, cached_input_tokens=500_000, batch=True)
+    assert priced(cached, price, "gpt-4.1") == pytest.approx((0.5 * 2 + 0.5 * 0.5 + 0.8) / 2)
+    written = Usage(1_000_000, 0, cached_input_tokens=200_000, cache_write_tokens=100_000)
+    assert priced(written, (3.0, 15.0), "claude-sonnet-4-5") == pytest.approx(
+        (0.7 + 0.2 * 0.1 + 0.1 * 1.25) * 3.0
+    )
+
+
+def test_batches_cli_list_status_cancel_collect(
+    server: BatchServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmark.cli import main
+
+    rig = Rig(server, "openai", tmp_path / "cache")
+    server.configure(process_s=30.0)
+    reqs = rig.requests(6)
+
+    async def submit() -> None:
+        await rig.run(reqs, wait=False)
+        await rig.close()
+
+    asyncio.run(submit())
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    assert main(["batches", "list", *cache]) == 0
+    listed = capsys.readouterr().out
+    assert "openai:judge-1" in listed and "6 requests" in listed
+    assert main(["batches", "status", *cache]) == 0
+    assert "in_progress" in capsys.readouterr().out
+    server.advance(5.0)  # 1/6 of the lines done
+    assert main(["batches", "cancel", *cache]) == 0
+    assert "cancelling" in capsys.readouterr().out
+    server.advance(1.0)
+    assert main(["batches", "collect", *cache]) == 0
+    assert "answers collected" in capsys.readouterr().out
+    assert main(["batches", "list", *cache]) == 0
+    assert "no open batch jobs" in capsys.readouterr().out
+    with CacheStore(tmp_path / "cache") as store:
+        assert 1 <= len(store.present(reqs)) < 6

@@ -269,6 +269,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(
                 f"cost              ${e.cost_input_usd:.4f} (input alone) to "
                 f"${e.cost_max_usd:.4f} (every answer at max tokens)"
+                + (" at batch prices (50%)" if a.batch else "")
             )
         print(f"run directory     {result.run_dir}  (nothing was sent)")
         return 0
