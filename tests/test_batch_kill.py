@@ -101,7 +101,15 @@ def test_killed_batch_runs_bill_once_and_match_online(
 
     batch = tmp_path / "batch"
     cmd = rmb_run(
-        server, provider, rmb_dir, batch, "--cache-dir", str(batch / "cache"), "--batch", "--poll", "0.1"
+        server,
+        provider,
+        rmb_dir,
+        batch,
+        "--cache-dir",
+        str(batch / "cache"),
+        "--batch",
+        "--poll",
+        "0.1",
     )
     rng = random.Random(f"{provider}-{os.environ.get('RMB_KILL_SEED', '0')}")
 
@@ -139,3 +147,32 @@ def test_killed_batch_runs_bill_once_and_match_online(
     assert billed and set(billed.values()) == {1}, "a request was paid twice"
     assert stats["calls"]["create"] == creates  # the batch made before the kill was adopted
     assert scores(batch / "runs") == scores(online / "runs")
+
+
+def test_ctrl_c_leaves_the_batches_running_and_says_how_to_collect(
+    server: BatchServer, rmb_dir: Path, tmp_path: Path
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OPENAI_API_KEY": "sk-test"}
+    server.reset()
+    server.configure(process_s=60.0)
+    cache = str(tmp_path / "cache")
+    cmd = rmb_run(
+        server, "openai", rmb_dir, tmp_path, "--cache-dir", cache, "--batch", "--poll", "0.1"
+    )
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while "in_progress" not in server.stats()["batches"].values():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "batches are running at the provider" in err and "rmb batches collect" in err
+    assert list(server.stats()["batches"].values()) == ["in_progress"]  # not cancelled
+    # --no-wait: submits nothing new (the keys are held), exits 0 with the same advice
+    again = subprocess.run([*cmd, "--no-wait"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "rerun" in again.stderr
+    assert server.stats()["calls"]["create"] == 1
+    server.configure(process_s=TIMING["process_s"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -128,3 +129,31 @@ async def test_pacer_rides_the_limit_where_the_ceiling_bounces_off_it(limited: B
     assert blind > 40  # sending at the ceiling meets a 429 for most requests
     assert paced <= 8  # the pacer meets a few while it learns the bucket
     assert took < 8.0
+
+
+@pytest.mark.parametrize("transport", ["sdk", "lean"])
+async def test_http_judge_paces_itself_from_the_headers(
+    limited: BatchServer, transport: str
+) -> None:
+    from judges.base import JudgeOptions, Message
+    from judges.registry import build_judge
+
+    limited.reset()
+    limited.configure(
+        rate_limit={"requests_per_min": 1200, "tokens_per_min": 10**7, "burst_s": 0.5}
+    )
+    opts = JudgeOptions(
+        base_url=limited.openai_base_url, concurrency=32, transport=transport, backoff_s=0.05
+    )
+    judge: Any = build_judge("openai:judge-1", opts)
+    try:
+        reqs = [
+            opts.request([Message("user", f"[[A]] or [[B]]? {i}")], "judge-1", max_tokens=64)
+            for i in range(60)
+        ]
+        done = await asyncio.gather(*(judge.complete(r) for r in reqs))
+    finally:
+        await judge.aclose()
+    assert all(c.is_answer for c in done)
+    assert set(judge.pacer.buckets) == {"requests", "tokens"}  # read from either transport
+    assert limited.stats()["limited"] <= 6 and judge.stats.retries <= 6
