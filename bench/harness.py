@@ -21,10 +21,10 @@ from loopback_server import Format, judge_text  # noqa: E402
 from throughput import MODEL, pairwise_items  # noqa: E402
 
 from benchmark.plan import plan  # noqa: E402
-from benchmark.verdicts import parse  # noqa: E402
 from judges.base import Completion, JudgeIdentity, JudgeOptions, Usage, cache_key  # noqa: E402
 from judges.cache import CacheStore  # noqa: E402
 from prompts import load_template  # noqa: E402
+from prompts.parsers import parse  # noqa: E402
 
 BATCH = 256  # answers per cache transaction / keys per lookup, as in the runner
 

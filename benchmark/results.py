@@ -8,8 +8,9 @@ from typing import Any
 
 import orjson
 
+from prompts.parsers import Verdict
+
 from .plan import Comparison
-from .verdicts import Verdict
 
 _VERDICT_FIELDS = tuple(f.name for f in fields(Verdict))
 

@@ -28,7 +28,7 @@ import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
+from typing import Any, Literal, Protocol, TypeVar, get_args
 
 import jinja2
 import jinja2.meta
@@ -37,8 +37,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from judges.base import Message
 from judges.errors import UserError
 
-if TYPE_CHECKING:
-    from benchmark.data import Category
+from .parsers import PARSER_MODES
 
 T = TypeVar("T")
 Mode = Literal["pairwise", "listwise", "pointwise"]
@@ -47,6 +46,19 @@ DEFAULT_TEMPLATE = "pairwise"
 _FRONT_OPEN, _FRONT_CLOSE = "{#---", "---#}"
 _REQUIRED = ("name", "mode", "parser", "version", "description")
 _OPTIONAL = {"max_tokens": int, "top_logprobs": int, "response_format": str}
+
+
+class CategoryLike(Protocol):
+    """Where an item sits in RMB (benchmark.data.Category): what a template may show of it."""
+
+    @property
+    def set(self) -> str: ...
+    @property
+    def goal(self) -> str: ...
+    @property
+    def task(self) -> str: ...
+    @property
+    def scenario(self) -> str: ...
 
 
 class TemplateError(UserError):
@@ -95,7 +107,7 @@ class Template:
         conversation: Sequence[Message],
         responses: Sequence[str],
         goal: str,
-        category: Category,
+        category: CategoryLike,
     ) -> tuple[Message, ...]:
         """(system, user) messages, or (user,) when the template has no system part.
         `responses` are in display order."""
@@ -124,7 +136,11 @@ class Template:
 
 
 def _variables(
-    mode: Mode, conversation: Sequence[Message], responses: Sequence[str], goal: str, category: Any
+    mode: Mode,
+    conversation: Sequence[Message],
+    responses: Sequence[str],
+    goal: str,
+    category: CategoryLike,
 ) -> dict[str, Any]:
     labels = display_labels(mode, len(responses))
     return {
@@ -213,8 +229,6 @@ def _front_matter(source: str, where: str) -> dict[str, Any]:
 
 def _check_parser(meta: dict[str, Any], where: str) -> None:
     # imported here: benchmark.verdicts sits downstream of prompts in the flow
-    from benchmark.verdicts import PARSER_MODES
-
     parser = meta["parser"]
     if parser not in PARSER_MODES:
         raise TemplateError(

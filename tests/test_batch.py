@@ -224,7 +224,7 @@ async def test_claims_exclude_keys_another_job_holds(rig: Rig) -> None:
 
 
 async def test_max_cost_reserves_each_batch_ceiling(rig: Rig) -> None:
-    from benchmark.batch_execute import BatchBudget
+    from benchmark.runner.batch import BatchBudget
 
     rig.api.limits = Limits(lines=4, bytes=10_000_000)
     reqs = rig.requests(12)

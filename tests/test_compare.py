@@ -11,9 +11,9 @@ from test_report import make_run, real_items
 from test_scoring import CR, choice, jc, pair
 
 from benchmark.cli import main
-from benchmark.compare import compare_runs
-from benchmark.report import write_reports
-from benchmark.scoring import score
+from benchmark.reporting.compare import compare_runs
+from benchmark.reporting.report import write_reports
+from benchmark.scoring.items import score
 
 
 def _run(path: Path, model: str, correct: set[int], n: int = 40, ties: str = "strict") -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from test_report import make_run, real_items
 
-from benchmark.report import rebuild
-from benchmark.scoring import SUBSET_NAMES
+from benchmark.reporting.report import rebuild
+from benchmark.scoring.items import SUBSET_NAMES
 
 FLAGS = [
     "--headless",
@@ -94,7 +94,7 @@ def test_compare_page_renders_its_tables_and_forest_plots(
 ) -> None:
     """compare.html in the browser: the runs table, per pair a forest plot of B − A with a dot
     and an interval per subset and Overall, and the scenarios behind a click."""
-    from benchmark.compare import compare_runs, write_comparison
+    from benchmark.reporting.compare import compare_runs, write_comparison
 
     make_run(tmp_path / "weak", tmp_path / "cache", real_items(rmb_dir), rmb_dir, quality=0.6)
     strong = report_html.parent

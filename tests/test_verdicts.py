@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from benchmark.verdicts import PARSER_MODES, PARSERS, Verdict, answer_text, parse
 from judges.base import Completion
+from prompts.parsers import PARSER_MODES, PARSERS, Verdict, answer_text, parse
 
 CORPUS = Path(__file__).parent / "judge_outputs" / "corpus.jsonl"
 ROWS: list[dict[str, Any]] = [

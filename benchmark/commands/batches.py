@@ -85,7 +85,7 @@ async def _each_judge(args: argparse.Namespace, act: Any) -> None:
     from judges.cache import CacheStore
     from judges.registry import build_judge
 
-    from ..batch_execute import make_runner
+    from ..runner.batch import make_runner
 
     jobs = _jobs_store(args)
     store = CacheStore(jobs.path.parent)

@@ -69,15 +69,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _print_paper_table(label: str, scores: object) -> None:
-    from benchmark.report import md_table, paper_row
-    from benchmark.scoring import SUBSET_NAMES, Scores
+    from benchmark.reporting.report import md_table, paper_row
+    from benchmark.scoring.items import SUBSET_NAMES, Scores
 
     assert isinstance(scores, Scores)
     print(md_table(["Judge × template", *SUBSET_NAMES, "Overall"], [[label, *paper_row(scores)]]))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmark.report import rebuild, run_label
+    from benchmark.reporting.report import rebuild, run_label
 
     r = rebuild(
         args.run,
@@ -88,7 +88,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         seed=args.seed,
         reparse_answers=not args.no_reparse,
     )
-    from benchmark.report import read_manifest
+    from benchmark.reporting.report import read_manifest
 
     _print_paper_table(run_label(read_manifest(args.run)), r.scores)
     print(
@@ -102,7 +102,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from benchmark.compare import compare_runs, write_comparison
+    from benchmark.reporting.compare import compare_runs, write_comparison
 
     result = compare_runs(args.runs, bootstrap=args.bootstrap, seed=args.seed)
     for warning in result.warnings:
@@ -115,7 +115,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_score_rewards(args: argparse.Namespace) -> int:
-    from benchmark.rewards import score_rewards_file
+    from benchmark.scoring.rewards import score_rewards_file
 
     out = score_rewards_file(
         args.file,

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmark.commands.selection_args import data_source
 from benchmark.data import BoNItem, Item, PairwiseItem, load
-from benchmark.selection_args import data_source
-from benchmark.verdicts import Verdict, parse
 from judges.base import Completion
 from judges.errors import UserError
 from prompts import DEFAULT_TEMPLATE, Template, display_labels, list_templates, load_template
+from prompts.parsers import Verdict, parse
 
 
 def register(sub: argparse._SubParsersAction) -> None:

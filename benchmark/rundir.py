@@ -16,12 +16,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmark.data import Item
 from judges.base import JudgeIdentity, JudgeOptions
-
-from .data import Item
 
 # JudgeOptions fields that change answers (and so the run); the rest only shape sending
 ANSWER_FIELDS = ("temperature", "max_tokens", "seed", "top_logprobs", "system_prompt")
+MANIFEST_FILE = "manifest.json"
+COMPARISONS_FILE = "comparisons.jsonl"
 PACKAGES = ("rmb-judge", "openai", "anthropic", "jinja2", "vllm", "llama-cpp-python")
 
 
@@ -96,11 +97,20 @@ def git_commit(where: Path | None = None) -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Atomic: a reader never sees half a file."""
+def write_atomic(path: Path, text: str | Iterable[str]) -> None:
+    """The one way a run's files are written: a reader (or a crash) never sees half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    with tmp.open("w") as fh:
+        fh.writelines([text] if isinstance(text, str) else text)
     os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def write_jsonl(path: Path, lines: Iterable[str]) -> None:
+    write_atomic(path, (line + "\n" for line in lines))
 
 
 def now_iso() -> str:

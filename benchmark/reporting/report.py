@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -16,18 +14,17 @@ from typing import Any
 
 import orjson
 
+from benchmark.data import Item, Selection, outline, return_freed_memory
+from benchmark.data.fetch import default_data_source
+from benchmark.results import JudgedComparison
+from benchmark.rundir import COMPARISONS_FILE, MANIFEST_FILE, write_atomic
+from benchmark.scoring.items import SUBSET_NAMES, GroupScore, ItemResult, Scores
+from benchmark.scoring.stats import Interval
 from judges.base import Completion
-
-from .data import Item, Selection, outline, return_freed_memory
-from .results import JudgedComparison
-from .scoring import SUBSET_NAMES, GroupScore, ItemResult, Scores
-from .stats import Interval
-from .verdicts import Verdict
+from prompts.parsers import Verdict
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FILE = "manifest.json"
-COMPARISONS_FILE = "comparisons.jsonl"
 REPORT_FILES = ("report.json", "report.md", "report.html")
 
 
@@ -316,14 +313,6 @@ def json_chunks(data: Mapping[str, Any], one_per_line: str = "items") -> Iterato
     yield "\n  ]\n}\n"
 
 
-def _write(path: Path, text: str | Iterable[str]) -> None:
-    """Atomic: a reader never sees half a report."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as fh:
-        fh.writelines([text] if isinstance(text, str) else text)
-    os.replace(tmp, path)
-
-
 def _items_by_uid(items: Iterable[Item], wanted: Sequence[ItemResult]) -> dict[str, Item]:
     uids = {r.uid for r in wanted}
     return {it.uid: it for it in items if it.uid in uids}
@@ -338,9 +327,8 @@ def recorded_source(manifest: Mapping[str, Any]) -> Path | None:
 def example_items(source: Path | None, wanted: Sequence[ItemResult]) -> dict[str, Item]:
     """The `wanted` items read again from the dataset at `source`, parsing only the file where
     each one's category lives (a run drops its texts once it has its answers: `data.outline`)."""
+    from benchmark.data import dataset_root, load
     from judges.errors import UserError
-
-    from .data import dataset_root, load
 
     if not wanted or source is None or not source.exists():
         return {}
@@ -376,7 +364,7 @@ def write_reports(
     run's cache. Items with texts are needed only for the examples: without `items`, those few
     are read again from `data`, else from the run's dataset (only the files that hold them);
     without either, examples show the judge's answers but not the conversation."""
-    from .report_html import collect_examples, prompt_renderer, render_html
+    from benchmark.reporting.html import collect_examples, prompt_renderer, render_html
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -395,9 +383,9 @@ def write_reports(
         render=prompt_renderer(manifest),
     )
     paths = [run_dir / name for name in REPORT_FILES]
-    _write(paths[0], json_chunks(report_dict(scores, manifest)))
-    _write(paths[1], markdown(scores, manifest))
-    _write(paths[2], render_html(scores, manifest, examples))
+    write_atomic(paths[0], json_chunks(report_dict(scores, manifest)))
+    write_atomic(paths[1], markdown(scores, manifest))
+    write_atomic(paths[2], render_html(scores, manifest, examples))
     return paths
 
 
@@ -438,10 +426,8 @@ def run_source(manifest: Mapping[str, Any], data: Path | None) -> Path:
     source = data or recorded_source(manifest)
     if source is not None:
         return source
-    from .selection_args import data_source
-
     try:
-        return Path(data_source(argparse.Namespace(data=None)))
+        return default_data_source()
     except UserError as e:
         raise UserError(f"the run's dataset is not available ({e}); pass --data") from None
 
@@ -451,7 +437,7 @@ def items_of_run(
 ) -> list[Item]:
     """The run's items in `source`: under the run's selection; without a selection, the items
     its comparisons name."""
-    from .data import load
+    from benchmark.data import load
 
     items = load(source)
     selection = _selection_of(manifest)
@@ -469,8 +455,7 @@ def reparse(
     the lines, how many were re-read and how many changed; a line whose answer is not among
     `answers` keeps its verdict."""
     from judges.errors import UserError
-
-    from .verdicts import parse
+    from prompts.parsers import parse
 
     shown = {j.key: len(j.comparison.shown) for j in judged}
     verdicts: dict[str, Verdict] = {}
@@ -504,9 +489,8 @@ def rebuild(
     reparse_answers: bool = True,
 ) -> Rebuilt:
     """`rmb report RUN`: score a run again from its comparisons.jsonl and the cache alone."""
+    from benchmark.scoring.items import score
     from judges.errors import UserError
-
-    from .scoring import score
 
     run_dir = Path(run_dir)
     if not (run_dir / COMPARISONS_FILE).is_file():

@@ -16,11 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from judges.errors import UserError
-
-from .report import md_table, read_manifest, rebuild, run_label
-from .scoring import SUBSET_NAMES, ItemResult, scenario_name
-from .stats import (
+from benchmark.reporting.report import md_table, read_manifest, rebuild, run_label
+from benchmark.scoring.items import SUBSET_NAMES, ItemResult, scenario_name
+from benchmark.scoring.stats import (
     Interval,
     McNemar,
     holm,
@@ -29,6 +27,7 @@ from .stats import (
     percentile_interval,
     rng_for,
 )
+from judges.errors import UserError
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +312,7 @@ def compare_runs(paths: Sequence[Path], *, bootstrap: int = 1000, seed: int = 0)
 
 
 def write_comparison(out_dir: Path, result: CompareResult) -> list[Path]:
-    from .compare_html import render_compare_html
+    from benchmark.reporting.compare_html import render_compare_html
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "compare.json", out_dir / "compare.md", out_dir / "compare.html"]

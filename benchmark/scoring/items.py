@@ -33,13 +33,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from benchmark.data import PREFERRED, SUBSETS, BoNItem, Category, Item, PairwiseItem
+from benchmark.plan import Comparison
+from benchmark.results import JudgedComparison
+from benchmark.scoring.stats import Interval, bootstrap_means, percentile_interval, rng_for
 from judges.errors import UserError
-
-from .data import PREFERRED, SUBSETS, BoNItem, Category, Item, PairwiseItem
-from .plan import Comparison
-from .results import JudgedComparison
-from .stats import Interval, bootstrap_means, percentile_interval, rng_for
-from .verdicts import Verdict
+from prompts.parsers import Verdict
 
 Ties = Literal["strict", "half"]
 TIES: tuple[Ties, ...] = ("strict", "half")

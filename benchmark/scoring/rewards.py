@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark.data import BoNItem, Item, load
+from benchmark.data.fetch import default_data_source
+from benchmark.scoring.items import ItemResult, Scores, Ties, aggregate, rank_score
 from judges.errors import UserError
-
-from .data import BoNItem, Item, load
-from .scoring import ItemResult, Scores, Ties, aggregate, rank_score
 
 
 class RewardsError(UserError):
@@ -164,12 +164,7 @@ def score_rewards_file(
     seed: int = 0,
     out: Path | None = None,
 ) -> RewardsOutcome:
-    if data is None:
-        import argparse
-
-        from .selection_args import data_source
-
-        data = data_source(argparse.Namespace(data=None))
+    data = data or default_data_source()
     items = load(data)
     scores, warnings = score_rewards(
         list(_records(path)), items, ties=ties, bootstrap=bootstrap, seed=seed
@@ -177,7 +172,7 @@ def score_rewards_file(
     label = name or path.stem
     outcome = RewardsOutcome(label, scores, warnings=warnings)
     if out is not None:
-        from .report import write_reports
+        from benchmark.reporting.report import write_reports
 
         manifest = {
             "run_id": path.name,

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from .compare import CompareResult, Difference, PairComparison
-from .report_html import CSS, GOAL_COLOURS
-from .scoring import SUBSET_NAMES
+from benchmark.reporting.compare import CompareResult, Difference, PairComparison
+from benchmark.reporting.html import CSS, GOAL_COLOURS
+from benchmark.scoring.items import SUBSET_NAMES
 
 BETTER, WORSE, UNSURE = "#1e7b34", "#b3261e", "#8a8f98"
 

@@ -21,7 +21,10 @@ from judges.batch import BatchRunner, JobStore, JobView, batch_api, progress_lin
 from judges.cache import CacheStore
 from judges.errors import UserError
 
-from .runner import Counters, Outcome, Prepared, cost_of, estimate_input_tokens
+from .costs import cost_of, estimate_input_tokens
+from .execute import Outcome
+from .prepare import Prepared
+from .progress import Counters
 
 
 @dataclass
@@ -180,6 +183,7 @@ async def execute_batch(
     counters.answered = len(out.answers)
     counters.failed = len(out.failed)
     counters.input_tokens = out.input_tokens
+    counters.cached_input_tokens = out.cached_input_tokens
     counters.output_tokens = out.output_tokens
     counters.spent_usd = out.spent_usd
     if out.pending:

@@ -12,13 +12,12 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from benchmark.data import Item
+from benchmark.results import JudgedComparison
+from benchmark.scoring.items import SUBSET_NAMES, GroupScore, ItemResult, Scores
+from benchmark.scoring.stats import Interval
 from judges.base import Completion, Message
 from judges.errors import UserError
-
-from .data import Item
-from .results import JudgedComparison
-from .scoring import SUBSET_NAMES, GroupScore, ItemResult, Scores
-from .stats import Interval
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ def collect_examples(
     """The worst scenarios and, in each, a few items the judge got wrong, with its answers
     (from `completions`, else from the cache in `cache_dir`). `items` gives the picked items
     by uid (their texts: conversation, candidates, prompt)."""
-    from .scoring import scenario_name
+    from benchmark.scoring.items import scenario_name
 
     by_uid: dict[str, list[JudgedComparison]] = defaultdict(list)
     for j in judged:
@@ -410,7 +409,7 @@ def render_html(
     manifest: Mapping[str, Any] | None,
     examples: Sequence[ScenarioExamples] = (),
 ) -> str:
-    from .report import run_facts, run_label
+    from benchmark.reporting.report import run_facts, run_label
 
     label = run_label(manifest)
     groups = [*scores.subsets.values(), scores.overall]
