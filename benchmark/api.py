@@ -59,7 +59,7 @@ class Estimate:
 class RunResult:
     run_id: str
     run_dir: Path
-    # complete | interrupted | budget | dry-run
+    # complete | interrupted | budget | pending (batches still open) | dry-run
     status: str
     judged: list[JudgedComparison] = field(default_factory=list)
     scores: Any = None
