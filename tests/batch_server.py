@@ -53,7 +53,6 @@ import hashlib
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -67,7 +66,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
-from loopback_server import LoopbackServer
+from loopback_server import STATE as LOOPBACK_STATE
+from loopback_server import LoopbackServer, control, reset
 from rate_limits import RateLimit
 
 DEFAULTS: dict[str, Any] = {
@@ -290,7 +290,8 @@ class State:
         }
 
 
-STATE = web.AppKey("state", State)
+# the loopback server's key: its /_control and /_reset handlers serve this State as they do its own
+STATE: web.AppKey[State] = LOOPBACK_STATE  # type: ignore[assignment]
 SESSION = web.AppKey("session", ClientSession)
 
 
@@ -648,12 +649,19 @@ async def delete_file(request: web.Request) -> web.Response:
     return web.json_response({"id": fid, "object": "file", "deleted": True})
 
 
-async def create_batch(request: web.Request) -> web.Response:
+async def _creating(request: web.Request) -> tuple[State, bytes]:
+    """A create's body, once it has all arrived (and the test's window to kill has passed)."""
     st = request.app[STATE]
-    body = await request.json()
+    raw = await request.read()
     st.calls["create_started"] += 1
     await _delay(st, "before_create", request)
     st.calls["create"] += 1
+    return st, raw
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    st, raw = await _creating(request)
+    body = json.loads(raw)
     fid = body.get("input_file_id")
     if fid not in st.files:
         return _openai_error(400, f"No such File object: {fid}", "invalid_request", "input_file_id")
@@ -785,11 +793,7 @@ def _anthropic_batch(request: web.Request, job: Job) -> dict[str, Any]:
 
 
 async def create_message_batch(request: web.Request) -> web.Response:
-    st = request.app[STATE]
-    raw = await request.read()
-    st.calls["create_started"] += 1
-    await _delay(st, "before_create", request)
-    st.calls["create"] += 1
+    st, raw = await _creating(request)
     if len(raw) > ANTHROPIC_MAX_BYTES:
         return _anthropic_error(
             413, "Request exceeds the maximum size of 256 MB.", "request_too_large"
@@ -895,19 +899,6 @@ async def message_batch_results(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------------- controls
 
 
-async def control(request: web.Request) -> web.Response:
-    try:
-        request.app[STATE].configure(await request.json())
-    except ValueError as exc:
-        return web.json_response({"error": str(exc)}, status=400)
-    return web.json_response(request.app[STATE].config)
-
-
-async def reset(request: web.Request) -> web.Response:
-    request.app[STATE].reset()
-    return web.json_response({"ok": True})
-
-
 async def clock(request: web.Request) -> web.Response:
     st = request.app[STATE]
     st.advance(float((await request.json()).get("advance", 0.0)))
@@ -959,20 +950,16 @@ def make_app(config: dict[str, Any]) -> web.Application:
     return app
 
 
-async def serve(config: dict[str, Any], host: str, port: int) -> None:
-    runner = web.AppRunner(make_app(config), access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
+def serve(config: dict[str, Any], host: str, port: int) -> None:
+    """Print the port, then serve until SIGTERM/SIGINT."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    await web.SockSite(runner, sock, backlog=4096).start()
+    sock.listen(
+        4096
+    )  # connections queue from now on: a client may call as soon as it reads the port
     print(sock.getsockname()[1], flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    web.run_app(make_app(config), sock=sock, print=None, access_log=None, shutdown_timeout=0.5)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -984,7 +971,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     config = {"backend": a.backend, **json.loads(a.config_json or "{}")}
     State({}).configure(config)  # fail fast on unknown controls
-    asyncio.run(serve(config, a.host, a.port))
+    serve(config, a.host, a.port)
 
 
 # ---------------------------------------------------------------------------- client handle
