@@ -307,3 +307,16 @@ def test_batches_cli_list_status_cancel_collect(
     assert "no open batch jobs" in capsys.readouterr().out
     with CacheStore(tmp_path / "cache") as store:
         assert 1 <= len(store.present(reqs)) < 6
+
+
+async def test_a_batch_the_provider_no_longer_knows_frees_its_keys(rig: Rig) -> None:
+    reqs = rig.requests(3)
+    rig.srv.configure(process_s=30.0)
+    await rig.run(reqs, wait=False)
+    (job,) = rig.jobs.jobs(identity=rig.judge.identity)
+    rig.jobs.update(
+        job.id, batch_id="batch_unknown" if rig.api.provider == "openai" else "msgbatch_unknown"
+    )
+    rig.srv.configure(process_s=0.3)
+    out = await rig.run(reqs)  # the lost job is done; its keys go into a new batch
+    assert out.collected == 3 and rig.jobs.get(job.id).status == "gone"  # type: ignore[union-attr]

@@ -91,10 +91,6 @@ class BatchProgress:
             self._progress.stop()
 
 
-def collect_hint(cache: CacheStore) -> str:
-    return f"rmb batches collect --cache-dir {cache.directory}"
-
-
 def make_runner(judge: Judge, store: CacheStore, *, cut_ok: bool, **kw: Any) -> BatchRunner:
     """The batch runner for an openai:/anthropic: judge, its key resolved as the judge's."""
     if not hasattr(judge, "body") or not hasattr(judge, "parse"):

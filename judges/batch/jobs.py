@@ -222,14 +222,6 @@ class JobStore:
             ).fetchone()
         return None if row is None else Job.from_row(row)
 
-    def find(self, ref: str) -> Job | None:
-        """A job by our id or the provider's batch id."""
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {_COLUMNS} FROM batch_jobs WHERE id = ? OR batch_id = ?", (ref, ref)
-            ).fetchone()
-        return None if row is None else Job.from_row(row)
-
     def jobs(
         self, *, identity: JudgeIdentity | None = None, states: Sequence[str] = LIVE
     ) -> list[Job]:

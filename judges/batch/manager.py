@@ -209,7 +209,17 @@ class BatchRunner:
             if job.state != "open" or not job.batch_id:
                 views.append(JobView(job, None))
                 continue
-            remote = await self.api.retrieve(job.batch_id)
+            try:
+                remote = await self.api.retrieve(job.batch_id)
+            except self.api.sdk.NotFoundError:
+                # deleted at the provider (or another account): its keys are free again
+                self.jobs.finish(job.id, "gone", note="the provider no longer knows this batch")
+                continue
+            except self.api.sdk.APIStatusError as exc:
+                raise UserError(
+                    f"{self.identity.label()}: cannot poll batch {job.batch_id} "
+                    f"({exc.status_code}: {exc.message})"
+                ) from None
             self.jobs.update(job.id, status=remote.status, counts=remote.counts)
             views.append(JobView(job, remote))
             if remote.terminal and collect:
