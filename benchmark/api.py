@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, ParamSpec
 
 from benchmark import rundir
+from benchmark.analysis.facts import ItemFacts, item_facts
+from benchmark.analysis.run import analyse_run
 from benchmark.data import Item, load, outline, return_freed_memory
 from benchmark.data.fetch import default_data_source
 from benchmark.options import RunOptions
@@ -31,7 +33,8 @@ from benchmark.runner.costs import cost_of, estimate_input_tokens, price_known
 from benchmark.runner.execute import Outcome, execute
 from benchmark.runner.judged import judge_comparisons
 from benchmark.runner.prepare import Prepared, prepare, read_saved_keys, save_keys
-from benchmark.scoring.items import score
+from benchmark.runner.progress import Counters
+from benchmark.scoring import score
 from judges.base import Judge, JudgeIdentity, Usage
 from judges.cache import CacheStore
 from judges.errors import UserError
@@ -64,17 +67,35 @@ class RunResult:
     judged: list[JudgedComparison] = field(default_factory=list)
     scores: Any = None
     comparisons: int = 0
-    requests: int = 0
-    cache_hits: int = 0
-    sent: int = 0
-    failed: int = 0
-    retries: int = 0
-    spent_usd: float = 0.0
-    input_tokens: int = 0
-    cached_input_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
+    # the runner's counts: requests, cache hits, sent, failed, retries, tokens, USD
+    counters: Counters = field(default_factory=Counters)
     wall_s: float = 0.0
     estimate: Estimate | None = None
     reports: list[Path] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return self.counters.total
+
+    @property
+    def cache_hits(self) -> int:
+        return self.counters.cache_hits
+
+    @property
+    def sent(self) -> int:
+        return self.counters.sent
+
+    @property
+    def failed(self) -> int:
+        return self.counters.failed
+
+    @property
+    def retries(self) -> int:
+        return self.counters.retries
+
+    @property
+    def spent_usd(self) -> float:
+        return self.counters.spent_usd
 
 
 @dataclass
@@ -97,6 +118,8 @@ class _Run:
     plan: dict[str, Any] = field(default_factory=dict)
     data_hash: str = ""
     manifest: dict[str, Any] = field(default_factory=dict)
+    # the answers' lengths and writers, taken before the texts go (the analyses read them)
+    facts: dict[str, ItemFacts] = field(default_factory=dict)
 
 
 def _inputs(options: RunOptions, items: Sequence[Item] | None) -> _Run:
@@ -179,8 +202,7 @@ async def _estimate(run: _Run, prepared: Prepared, store: CacheStore) -> RunResu
         run.run_dir,
         "dry-run",
         comparisons=len(run.comparisons),
-        requests=est.requests,
-        cache_hits=est.cached,
+        counters=Counters(total=est.requests, cache_hits=est.cached),
         wall_s=time.monotonic() - run.t0,
         estimate=est,
     )
@@ -279,6 +301,7 @@ async def _judge(
     # past here nothing is rendered: scoring needs no text, and the report's few examples read
     # theirs again from the dataset (a full RMB run's texts are 43 MB)
     prepared.release()
+    run.facts = item_facts(run.items)
     if run.from_disk:
         run.items = outline(run.items)
         return_freed_memory()
@@ -299,14 +322,7 @@ def _finish(
         outcome.status,
         judged,
         comparisons=len(run.comparisons),
-        requests=c.total,
-        cache_hits=c.cache_hits,
-        sent=c.sent,
-        failed=c.failed,
-        retries=c.retries,
-        spent_usd=c.spent_usd,
-        input_tokens=c.input_tokens,
-        cached_input_tokens=c.cached_input_tokens,
+        counters=c,
     )
     if outcome.status == "complete":
         result.scores = score(run.items, judged, ties=o.ties, bootstrap=o.bootstrap, seed=o.seed)  # type: ignore[arg-type]
@@ -321,6 +337,15 @@ def _finish(
         manifest["resume"] = resume_hint
     rundir.write_json(run.run_dir / MANIFEST_FILE, manifest)
     if result.scores is not None:
+        analysis = analyse_run(
+            run.items,
+            run.facts,
+            judged,
+            result.scores,
+            judge=run.identity.model,
+            bootstrap=o.bootstrap,
+            seed=o.seed,
+        )
         result.reports = write_reports(
             run.run_dir,
             result.scores,
@@ -328,6 +353,7 @@ def _finish(
             items=None if run.from_disk else run.items,
             judged=judged,
             completions=outcome.answers,
+            analysis=analysis,
         )
     result.wall_s = time.monotonic() - run.t0
     return result

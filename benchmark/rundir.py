@@ -1,10 +1,12 @@
-"""What a run was: its deterministic id and `manifest.json` (judge, template, data, options,
-versions, git commit, times). Nothing secret goes in: options are listed field by field."""
+"""What a run directory holds and how it is written and read: the run's deterministic id,
+`manifest.json` (judge, template, data, options, versions, git commit, times; nothing secret:
+options are listed field by field), `comparisons.jsonl`, and the one atomic write."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
@@ -17,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.data import Item
+from benchmark.results import JudgedComparison
 from judges.base import JudgeIdentity, JudgeOptions
+from judges.errors import UserError
+
+log = logging.getLogger(__name__)
 
 # JudgeOptions fields that change answers (and so the run); the rest only shape sending
 ANSWER_FIELDS = ("temperature", "max_tokens", "seed", "top_logprobs", "system_prompt")
@@ -115,3 +121,53 @@ def write_jsonl(path: Path, lines: Iterable[str]) -> None:
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ---------------------------------------------------------------- reading a run directory
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / MANIFEST_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        log.warning("%s: unreadable (%s); the report goes without it", path, e)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_judged(run_dir: Path) -> list[JudgedComparison]:
+    """comparisons.jsonl; a bad line is an error naming the file and line."""
+    path = run_dir / COMPARISONS_FILE
+    out = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(JudgedComparison.from_json(line))
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{path}: line {i}: not a judged comparison ({e})") from None
+    return out
+
+
+def cache_dir_of(manifest: Mapping[str, Any]) -> Path | None:
+    """The cache directory a run used (the manifest may name the SQLite file inside it)."""
+    raw = manifest.get("cache")
+    if not raw:
+        return None
+    p = Path(str(raw))
+    if p.is_dir():
+        return p
+    return p.parent if p.parent.is_dir() and p.suffix else None
+
+
+def recorded_source(manifest: Mapping[str, Any]) -> Path | None:
+    """The dataset a run read, if it is still there."""
+    recorded = (manifest.get("data") or {}).get("source")
+    return Path(str(recorded)) if recorded and Path(str(recorded)).exists() else None

@@ -18,9 +18,11 @@ import pytest
 from benchmark.cli import main
 from benchmark.data import Item, Selection, load
 from benchmark.plan import plan
-from benchmark.reporting.report import COMPARISONS_FILE, rebuild, write_reports
+from benchmark.reporting.rebuild import rebuild
+from benchmark.reporting.report import write_reports
 from benchmark.results import JudgedComparison
-from benchmark.scoring.items import SUBSET_NAMES, score
+from benchmark.rundir import COMPARISONS_FILE
+from benchmark.scoring import SUBSET_NAMES, score
 from judges.base import ChatRequest, Completion, JudgeIdentity, Message, Usage, cache_key
 from judges.cache import CacheStore
 from prompts.parsers import Verdict, parse
@@ -237,8 +239,8 @@ def test_examples_are_read_again_from_the_files_of_their_categories(
 ) -> None:
     """A run drops its items' texts once answered: the report reads the examples' items again,
     from the one file of each category, equal to what the full load gave."""
-    from benchmark.reporting.report import example_items
-    from benchmark.scoring.items import ItemResult
+    from benchmark.reporting.examples import example_items
+    from benchmark.scoring import ItemResult
 
     picked = [rmb_items[0], rmb_items[len(rmb_items) // 2], rmb_items[-1]]
     wanted = [ItemResult(it.uid, it.category, "duel", 0.0) for it in picked]

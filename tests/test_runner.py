@@ -363,8 +363,9 @@ def test_cached_rerun_renders_nothing_unless_its_saved_keys_are_stale(
 
     def counting(self: Template, **kw: Any) -> Any:
         nonlocal renders
-        # the runner's renders only (a report renders a few example prompts too)
-        renders += sys._getframe(1).f_code.co_filename.endswith("prepare.py")
+        # the runner's renders only (a report renders a few example prompts too), through
+        # render_comparison
+        renders += sys._getframe(2).f_code.co_filename.endswith("prepare.py")
         return real_render(self, **kw)
 
     monkeypatch.setattr(Template, "render", counting)

@@ -9,7 +9,7 @@ import pytest
 from benchmark.data import BoNItem, Category, PairwiseItem, Response
 from benchmark.plan import Comparison
 from benchmark.results import JudgedComparison
-from benchmark.scoring.items import Scores, ScoringError, score, vote
+from benchmark.scoring import Scores, ScoringError, score, vote
 from judges.base import Message
 from prompts.parsers import Verdict
 
@@ -287,7 +287,7 @@ def test_bootstrap_is_seeded_and_sane() -> None:
 
 
 def test_to_dict_round_trips_items() -> None:
-    from benchmark.scoring.items import ItemResult
+    from benchmark.scoring import ItemResult
 
     s = score(PAIRWISE, PAIRWISE_JUDGED, bootstrap=50)
     d = s.to_dict()
@@ -363,7 +363,7 @@ def test_comparisons_that_do_not_fit_the_item_are_errors() -> None:
 
 
 def test_invalid_reasons_are_counted_by_kind_and_kept_verbatim_per_item() -> None:
-    from benchmark.scoring.items import reason_kind
+    from benchmark.scoring import reason_kind
 
     a = reason_kind("api error: HTTP 503 upstream busy (request req_12ab34)")
     b = reason_kind("api error: HTTP 503 upstream busy (request req_98zz01)")

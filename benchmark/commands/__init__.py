@@ -3,6 +3,6 @@
 
 from types import ModuleType
 
-from . import batches, cache, data, local, report, run, templates
+from . import batches, cache, data, local, report, run, runs, templates
 
-COMMAND_MODULES: list[ModuleType] = [data, templates, run, cache, batches, report, local]
+COMMAND_MODULES: list[ModuleType] = [data, templates, run, cache, batches, report, runs, local]

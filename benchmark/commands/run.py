@@ -6,12 +6,14 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
 
+from benchmark.api import run
 from benchmark.config import load_run_config
 from benchmark.options import RunOptions, add_flags, fields_in, from_values
-from benchmark.reporting.report import md_table, paper_row, read_manifest, run_label
-from benchmark.scoring.items import SUBSET_NAMES
+from benchmark.reporting.facts import run_label
+from benchmark.reporting.markdown import paper_table
+from benchmark.rundir import read_manifest
+from judges.pricing import load_prices
 
 # the flag groups of `rmb run --help`, in order
 GROUPS = ("main", "selection", "plan", "judge", "run")
@@ -44,12 +46,8 @@ def merged_options(args: argparse.Namespace) -> RunOptions:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.api import run
-
     options = merged_options(args)
     if options.prices is not None:
-        from judges.pricing import load_prices
-
         load_prices(options.prices)
     quiet = options.quiet
     result = run(
@@ -79,8 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{result.cache_hits:,} from the cache, {result.sent:,} sent, {result.retries:,} retries, {result.failed:,} failed; "
         f"${result.spent_usd:.4f} spent; {result.wall_s:.1f} s"
     )
-    if result.cached_input_tokens:
-        share = result.cached_input_tokens / max(1, result.input_tokens)
+    if result.counters.cached_input_tokens:
+        share = result.counters.cached_input_tokens / max(1, result.counters.input_tokens)
         summary += f"; {share:.0%} of input tokens read from the provider's prompt cache"
     resume = "rmb " + shlex.join(sys.argv[1:])
     if result.status == "pending":
@@ -106,13 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_BUDGET
     if not quiet:
         if result.scores is not None:
-            print_paper_table(result.run_dir, result.scores)
+            print(paper_table(run_label(read_manifest(result.run_dir)), result.scores))
         print(summary)
         print(f"run: {result.run_dir}" + "".join(f"\n  {p}" for p in result.reports))
     return 0
-
-
-def print_paper_table(run_dir: Path, scores: Any) -> None:
-    """The RMB paper's row for this run: the four subsets and Overall, with 95% intervals."""
-    label = run_label(read_manifest(run_dir))
-    print(md_table(["Judge × template", *SUBSET_NAMES, "Overall"], [[label, *paper_row(scores)]]))

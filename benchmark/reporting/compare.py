@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.reporting.report import md_table, read_manifest, rebuild, run_label
-from benchmark.scoring.items import SUBSET_NAMES, ItemResult, scenario_name
+from benchmark.analysis.agreement import Agreement, runs_agreement
+from benchmark.results import JudgedComparison
+from benchmark.rundir import COMPARISONS_FILE, read_judged, read_manifest
+from benchmark.scoring import SUBSET_NAMES, ItemResult, scenario_name
 from benchmark.scoring.stats import (
     Interval,
     McNemar,
@@ -29,6 +31,8 @@ from benchmark.scoring.stats import (
 )
 from judges.errors import UserError
 
+from .facts import run_label
+
 
 @dataclass(frozen=True, slots=True)
 class RunData:
@@ -36,22 +40,23 @@ class RunData:
     label: str
     report: dict[str, Any]
     items: dict[str, ItemResult]
+    # comparisons.jsonl (empty for a report with none, e.g. a reward model's): for kappa
+    judged: list[JudgedComparison] = field(default_factory=list)
 
 
 def load_run(path: Path) -> RunData:
-    """A run's report.json (rebuilt from the cache first if the run has none)."""
+    """A run's report.json (`rmb compare` rebuilds the missing ones first)."""
     report_file = path / "report.json"
-    if not report_file.is_file():
-        if not path.is_dir():
-            raise UserError(f"{path}: no such run directory")
-        rebuild(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: no such run directory")
     try:
         report = json.loads(report_file.read_text())
         items = {d["uid"]: ItemResult.from_dict(d) for d in report["items"]}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{report_file}: not a report this version can read ({e})") from None
     label = report.get("label") or run_label(read_manifest(path))
-    return RunData(path, label, report, items)
+    judged = read_judged(path) if (path / COMPARISONS_FILE).is_file() else []
+    return RunData(path, label, report, items, judged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,8 @@ class PairComparison:
     subsets: list[Difference]
     overall: Difference | None
     scenarios: list[Difference]
+    # Cohen's kappa of the two runs' verdicts on the comparisons both judged
+    agreement: Agreement | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +118,7 @@ class PairComparison:
             "subsets": [d.to_dict() for d in self.subsets],
             "overall": self.overall.to_dict() if self.overall else None,
             "scenarios": [d.to_dict() for d in self.scenarios],
+            "agreement": self.agreement.to_dict() if self.agreement else None,
         }
 
 
@@ -165,6 +173,10 @@ def compare_pair(a: RunData, b: RunData, *, bootstrap: int = 1000, seed: int = 0
     ]
     adjusted = holm([d.mcnemar.p_value for d in scenarios])
     scenarios = [replace(d, holm_p=p) for d, p in zip(scenarios, adjusted, strict=True)]
+    agreement = None
+    if a.judged and b.judged:
+        categories = {uid: r.category for uid, r in a.items.items()}
+        agreement = runs_agreement(a.judged, b.judged, categories)
     return PairComparison(
         a.label,
         b.label,
@@ -174,6 +186,7 @@ def compare_pair(a: RunData, b: RunData, *, bootstrap: int = 1000, seed: int = 0
         subsets,
         overall,
         scenarios,
+        agreement,
     )
 
 
@@ -205,80 +218,6 @@ class CompareResult:
             "warnings": self.warnings,
         }
 
-    def markdown(self) -> str:
-        def cell(g: dict[str, Any] | None) -> str:
-            if not g or g.get("accuracy") is None:
-                return "–"
-            ci = g.get("ci")
-            return f"{g['accuracy']:.3f}" + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else "")
-
-        rows = [
-            [
-                r.label,
-                *(cell(r.report.get("subsets", {}).get(n)) for n in SUBSET_NAMES),
-                cell(r.report.get("overall")),
-                f"{len(r.items):,}",
-            ]
-            for r in self.runs
-        ]
-        out = [
-            "# RMB comparison",
-            "",
-            md_table(["Judge × template", *SUBSET_NAMES, "Overall", "Items"], rows),
-            "",
-        ]
-        out += [f"> warning: {w}" for w in self.warnings]
-        for p in self.pairs:
-            out += [
-                "",
-                f"## {p.b} − {p.a}",
-                "",
-                f"Paired over the {p.common:,} items both judged: B − A with its 95% paired "
-                "bootstrap interval (* = excludes 0), and McNemar's test on the item outcomes "
-                "(A better / B better = discordant items).",
-                "",
-                md_table(
-                    ["Group", "Items", "A", "B", "B − A", "95% CI", "McNemar p", "A / B better"],
-                    [_diff_row(d) for d in [*p.subsets, *([p.overall] if p.overall else [])]],
-                ),
-                "",
-                "### Scenarios",
-                "",
-                "Each scenario is a handful of items and there are dozens of them: * marks a "
-                "difference whose interval excludes 0 and whose McNemar p stays below 0.05 after "
-                "Holm's correction over all the scenarios.",
-                "",
-                md_table(
-                    [
-                        "Scenario",
-                        "Items",
-                        "A",
-                        "B",
-                        "B − A",
-                        "95% CI",
-                        "McNemar p",
-                        "A / B better",
-                        "Holm p",
-                    ],
-                    [[*_diff_row(d), f"{d.holm_p:.3g}"] for d in p.scenarios],
-                ),
-            ]
-        return "\n".join(out) + "\n"
-
-
-def _diff_row(d: Difference) -> list[object]:
-    ci = f"[{d.ci.low:+.3f}, {d.ci.high:+.3f}]" if d.ci else "–"
-    return [
-        d.name,
-        f"{d.items:,}",
-        f"{d.a:.3f}",
-        f"{d.b:.3f}",
-        f"{d.diff:+.3f}" + (" *" if d.significant else ""),
-        ci,
-        f"{d.mcnemar.p_value:.3g}",
-        f"{d.mcnemar.a_better} / {d.mcnemar.b_better}",
-    ]
-
 
 def compare_runs(paths: Sequence[Path], *, bootstrap: int = 1000, seed: int = 0) -> CompareResult:
     if len(paths) < 2:
@@ -287,8 +226,7 @@ def compare_runs(paths: Sequence[Path], *, bootstrap: int = 1000, seed: int = 0)
     # two runs of the same judge × template: tell them apart by directory
     seen = Counter(r.label for r in runs)
     runs = [
-        RunData(r.path, f"{r.label} ({r.path.name})", r.report, r.items) if seen[r.label] > 1 else r
-        for r in runs
+        replace(r, label=f"{r.label} ({r.path.name})") if seen[r.label] > 1 else r for r in runs
     ]
     result = CompareResult(runs, [])
     rules = {r.label: (r.report.get("options") or {}).get("ties") for r in runs}
@@ -309,14 +247,3 @@ def compare_runs(paths: Sequence[Path], *, bootstrap: int = 1000, seed: int = 0)
             result.warnings.append(f"{a.label} and {b.label} have no item in common")
         result.pairs.append(pc)
     return result
-
-
-def write_comparison(out_dir: Path, result: CompareResult) -> list[Path]:
-    from benchmark.reporting.compare_html import render_compare_html
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "compare.json", out_dir / "compare.md", out_dir / "compare.html"]
-    paths[0].write_text(json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n")
-    paths[1].write_text(result.markdown())
-    paths[2].write_text(render_compare_html(result))
-    return paths

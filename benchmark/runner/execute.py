@@ -14,7 +14,7 @@ import signal
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
-from judges.base import ChatRequest, Completion, Judge, JudgeIdentity, Usage
+from judges.base import BatchJudge, ChatRequest, Completion, Judge, JudgeIdentity, Usage
 from judges.cache import CacheStore
 
 from .costs import cost_of, estimate_input_tokens
@@ -189,7 +189,8 @@ class _Execution:
                 await self.committer.add(key, c)
 
     async def batch_worker(self) -> None:
-        complete_many = self.judge.complete_many  # type: ignore[attr-defined]
+        assert isinstance(self.judge, BatchJudge)
+        complete_many = self.judge.complete_many
         while not self.stop.is_set():
             chunk: list[tuple[str, ChatRequest, float]] = []
             while len(chunk) < self.batch_size:
@@ -253,7 +254,7 @@ class _Execution:
         self, concurrency: int, progress: bool, handle_signals: bool, grace_s: float
     ) -> str:
         """Run the workers to the end; the status: complete | interrupted | budget."""
-        is_batch = callable(getattr(self.judge, "complete_many", None))
+        is_batch = isinstance(self.judge, BatchJudge)
         n_workers = 1 if is_batch else max(1, concurrency)
         work = self.batch_worker if is_batch else self.worker
         self.workers = [asyncio.create_task(self.guarded(work)) for _ in range(n_workers)]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import itertools
 
-from benchmark.results import JudgedComparison
-from judges.base import Completion, JudgeIdentity
+from benchmark.results import JudgedComparison, read_answers
+from judges.base import JudgeIdentity
 from judges.cache import CacheStore
 from judges.errors import UserError
-from prompts.parsers import Verdict, parse
+from prompts.parsers import Verdict
 
 from .costs import cost_of
 from .execute import Outcome
@@ -29,29 +29,23 @@ def judge_comparisons(
     are streamed from the store, so a full-RMB rerun never holds 31k raw answers at once."""
     # key -> (verdict, finish_reason, input tokens, output tokens, cost, latency, attempts)
     answered: dict[str, tuple[Verdict, str, int, int, float, float, int]] = {}
-    # most answers read the same ("choice 1"): one shared object per distinct verdict and
-    # finish reason instead of one per answer
-    shared: dict[Any, Any] = {}
+    reasons: dict[str, str] = {}  # one shared string per finish reason
 
-    def digest(key: str, c: Completion) -> None:
-        n = len(prepared.comparisons[prepared.first[key]].shown)
-        # parse() turns failed, refused, cut-off and empty answers into invalid verdicts
-        verdict = parse(parser, c, n)
+    def n_shown(key: str) -> int:
+        return len(prepared.comparisons[prepared.first[key]].shown)
+
+    answers = itertools.chain(outcome.answers.items(), store.stream(outcome.from_cache))
+    for key, verdict, c in read_answers(parser, answers, n_shown):
         u = c.usage
         answered[key] = (
-            shared.setdefault(verdict, verdict),
-            shared.setdefault(c.finish_reason, c.finish_reason),
+            verdict,
+            reasons.setdefault(c.finish_reason, c.finish_reason),
             u.input_tokens,
             u.output_tokens,
             cost_of(identity, u),
             c.latency_s,
             c.attempts,
         )
-
-    for key, c in outcome.answers.items():
-        digest(key, c)
-    for key, c in store.stream(outcome.from_cache):
-        digest(key, c)
     if gone := outcome.from_cache - answered.keys():
         raise UserError(
             f"{store.path}: {len(gone)} answers left the cache during the run (another process "

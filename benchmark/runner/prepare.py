@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.data import Item
-from benchmark.plan import Comparison
+from benchmark.plan import Comparison, render_comparison
 from benchmark.rundir import write_json
 from judges.base import ChatRequest, JudgeIdentity, JudgeOptions, Message, cache_key
 from prompts.parsers import FIRST_TOKEN_PARSERS
@@ -71,14 +71,7 @@ def prepare(
         c = comparisons[i]
         messages = memo.get((c.item_uid, c.shown))
         if messages is None:
-            it = by_uid[c.item_uid]
-            cands = it.candidates()
-            messages = template.render(
-                conversation=it.conversation,
-                responses=[cands[cid].text for cid in c.shown],
-                goal=it.category.goal,
-                category=it.category,
-            )
+            messages = render_comparison(template, by_uid[c.item_uid], c.shown)
             if c.sample_index == 0 and i + 1 < len(comparisons) and comparisons[i + 1].sample_index:
                 # further samples of this comparison follow: keep its messages for them only
                 memo.clear()
