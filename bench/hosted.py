@@ -1,4 +1,4 @@
-"""Hosted judges at scale, against the batch test server (tests/batch_server.py) beside the
+"""Hosted judges at scale, against the batch test server (tests/support/batch_server.py) beside the
 loopback judge:
 
 - `costs()`: `rmb run --batch` over the full RMB (or `per_scenario` items of each scenario) for
@@ -31,8 +31,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from batch_server import running_batch_server  # noqa: E402
-from loopback_server import running_server  # noqa: E402
+from support.batch_server import running_batch_server  # noqa: E402
+from support.loopback_server import running_server  # noqa: E402
 
 from judges.base import Usage  # noqa: E402
 from judges.pricing import price_of, priced  # noqa: E402

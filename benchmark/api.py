@@ -37,7 +37,7 @@ from benchmark.runner.progress import Counters
 from benchmark.scoring import score
 from judges.base import Judge, JudgeIdentity, Usage
 from judges.cache import CacheStore
-from judges.errors import UserError
+from judges.errors import JudgeServerDied, UserError
 from judges.registry import build_judge, default_judge_spec
 from prompts import Template, load_template
 
@@ -381,9 +381,19 @@ async def arun(
             if options.dry_run:
                 return await _estimate(run, prepared, store)
             _start(run, prepared, store)
-            outcome, judged = await _judge(
-                run, prepared, the_judge, store, progress=progress, handle_signals=handle_signals
-            )
+            try:
+                outcome, judged = await _judge(
+                    run,
+                    prepared,
+                    the_judge,
+                    store,
+                    progress=progress,
+                    handle_signals=handle_signals,
+                )
+            except JudgeServerDied as e:  # execute() kept the answers: say how to go on
+                if resume_hint and not getattr(e, "__notes__", None):
+                    e.add_note(f"Answers so far are cached; to resume run:\n  {resume_hint}")
+                raise
         finally:
             store.close()
     finally:

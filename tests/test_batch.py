@@ -1,4 +1,4 @@
-"""Batch judging through the official SDKs against the batch test server (tests/batch_server.py)
+"""Batch judging through the official SDKs against the batch test server (tests/support/batch_server.py)
 beside the loopback judge: answers land in the cache, each request is billed once, per-line
 errors, expiry, cancel, validation failures, and crash recovery between create and record."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batch_server import BatchServer, body_key, running_batch_server
-from loopback_server import LoopbackServer
+from support.batch_server import BatchServer, body_key, running_batch_server
+from support.loopback_server import LoopbackServer
 
 from judges.base import ChatRequest, JudgeOptions, Message, cache_key
 from judges.batch import BatchRunner, JobStore, batch_api

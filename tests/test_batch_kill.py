@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batch_server import BatchServer, running_batch_server
-from loopback_server import LoopbackServer
+from support.batch_server import BatchServer, running_batch_server
+from support.loopback_server import LoopbackServer
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_report import make_run, real_items
+from support.items import real_items
+from support.runs import make_run
 
 from benchmark.reporting.rebuild import ensure_reports, rebuild
 from benchmark.scoring import SUBSET_NAMES
+
+# a real browser per test: in the slow set (make test-fast leaves it out)
+pytestmark = pytest.mark.slow
 
 FLAGS = [
     "--headless",

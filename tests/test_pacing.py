@@ -1,5 +1,5 @@
 """judges/pacing.py: the providers' rate-limit headers read, and a pacer that keeps a run under
-a rate-limited test server's limit (tests/batch_server.py + tests/rate_limits.py) where sending
+a rate-limited test server's limit (tests/support/batch_server.py + tests/support/rate_limits.py) where sending
 at the ceiling meets 429s. Throughput against the limit is measured in `make bench`."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from batch_server import BatchServer, running_batch_server
-from loopback_server import LoopbackServer
-from rate_limits import RateLimit, go_duration
+from support.batch_server import BatchServer, running_batch_server
+from support.loopback_server import LoopbackServer
+from support.rate_limits import RateLimit, go_duration
 
 from judges.pacing import Pacer, Ticket, parse_reset, read_limits
 

@@ -16,6 +16,7 @@ import orjson
 
 from benchmark.analysis.run import RunAnalysis
 from benchmark.data import Item
+from benchmark.files import write_atomic
 from benchmark.results import JudgedComparison
 from benchmark.rundir import (
     COMPARISONS_FILE,
@@ -23,7 +24,6 @@ from benchmark.rundir import (
     read_judged,
     read_manifest,
     recorded_source,
-    write_atomic,
 )
 from benchmark.scoring import ItemResult, Scores
 from judges.base import Completion

@@ -3,7 +3,7 @@ a clock the test controls. Runs beside the loopback judge server (tests/loopback
 every online request and every batch line is answered by posting it to that backend, so a batch
 answers exactly what an online run would, and the backend's own stats see every paid answer.
 
-    python tests/batch_server.py --backend http://127.0.0.1:PORT --port 0   # prints its port
+    python tests/support/batch_server.py --backend http://127.0.0.1:PORT --port 0   # prints its port
 
 OpenAI (platform.openai.com/docs/api-reference/batch, /files): `POST /v1/files` (multipart,
 purpose "batch"), `GET /v1/files/{id}`, `GET /v1/files/{id}/content`, `DELETE /v1/files/{id}`;
@@ -28,7 +28,7 @@ answered when its share of that time has passed), finalizes for `finalize_s`; it
 `window_s` after creation; a cancel takes `cancel_s`.
 
 Online: `POST /v1/chat/completions` and `POST /v1/messages`, with `rate_limit` {requests_per_min,
-tokens_per_min} enforced by token buckets and the providers' headers (tests/rate_limits.py).
+tokens_per_min} enforced by token buckets and the providers' headers (tests/support/rate_limits.py).
 
 Prompt caching (`prefix_cache`, on by default): OpenAI's automatic one (a prompt of >= 1,024
 tokens reads its longest prefix seen before, in 128-token steps, as
@@ -66,9 +66,10 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
-from loopback_server import STATE as LOOPBACK_STATE
-from loopback_server import LoopbackServer, control, reset
-from rate_limits import RateLimit
+
+from support.loopback_server import STATE as LOOPBACK_STATE
+from support.loopback_server import LoopbackServer, control, reset
+from support.rate_limits import RateLimit
 
 DEFAULTS: dict[str, Any] = {
     "backend": None,
@@ -989,7 +990,8 @@ def start_batch_server(backend: str, **options: Any) -> BatchServer:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--port", "0", "--backend", backend]
     if options:
         cmd += ["--config-json", json.dumps(options)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
+    # run as a script: `support.` (the loopback server it reuses) is found from tests/
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline()
