@@ -295,6 +295,7 @@ def test_batches_cli_list_status_cancel_collect(
     assert main(["batches", "list", *cache]) == 0
     listed = capsys.readouterr().out
     assert "openai:judge-1" in listed and "6 requests" in listed
+    server.advance(0.5)  # past validation
     assert main(["batches", "status", *cache]) == 0
     assert "in_progress" in capsys.readouterr().out
     server.advance(5.0)  # 1/6 of the lines done

@@ -70,7 +70,7 @@ async def test_waits_for_the_bucket_the_headers_describe() -> None:
     start = time.monotonic()
     for _ in range(3):
         p.release(await p.acquire(), 200)
-    assert 0.25 <= time.monotonic() - start < 1.0  # 3 requests at 10/s
+    assert 0.25 <= time.monotonic() - start < 2.0  # 3 requests at 10/s (the floor is the point)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ async def test_pacer_rides_the_limit_where_the_ceiling_bounces_off_it(limited: B
     paced, took = await _drive(limited, Pacer(ceiling=32), 80, workers=32)
     assert blind > 40  # sending at the ceiling meets a 429 for most requests
     assert paced <= 8  # the pacer meets a few while it learns the bucket
-    assert took < 8.0
+    assert took < 15.0  # ~4 s at the limit; a loaded machine is slower, never faster
 
 
 @pytest.mark.parametrize("transport", ["sdk", "lean"])
