@@ -63,7 +63,7 @@ class Estimate:
 class RunResult:
     run_id: str
     run_dir: Path
-    # complete | interrupted | budget | dry-run
+    # complete | interrupted | budget | pending (batches still open) | dry-run
     status: str
     judged: list[JudgedComparison] = field(default_factory=list)
     scores: Any = None
@@ -214,7 +214,7 @@ def _prepare(run: _Run) -> Prepared:
 async def _estimate(run: _Run, prepared: Prepared, store: CacheStore) -> RunResult:
     """A dry run: what would be sent and what it would cost."""
     hits = await asyncio.to_thread(store.present, prepared.first)
-    est = estimate(prepared, hits, run.identity)
+    est = estimate(prepared, hits, run.identity, batch=run.options.batch)
     return RunResult(
         run.run_id,
         run.run_dir,
@@ -226,7 +226,10 @@ async def _estimate(run: _Run, prepared: Prepared, store: CacheStore) -> RunResu
     )
 
 
-def estimate(prepared: Prepared, hits: set[str], identity: JudgeIdentity) -> Estimate:
+def estimate(
+    prepared: Prepared, hits: set[str], identity: JudgeIdentity, *, batch: bool = False
+) -> Estimate:
+    """Requests to send, tokens, and cost (at the batch price with `batch`)."""
     priced = price_known(identity)
     tokens_in = tokens_out = 0
     for key in prepared.first:
@@ -239,8 +242,10 @@ def estimate(prepared: Prepared, hits: set[str], identity: JudgeIdentity) -> Est
         requests=len(prepared.first),
         cached=len(hits),
         input_tokens=tokens_in,
-        cost_input_usd=cost_of(identity, Usage(tokens_in, 0)) if priced else None,
-        cost_max_usd=cost_of(identity, Usage(tokens_in, tokens_out)) if priced else None,
+        cost_input_usd=cost_of(identity, Usage(tokens_in, 0, batch=batch)) if priced else None,
+        cost_max_usd=cost_of(identity, Usage(tokens_in, tokens_out, batch=batch))
+        if priced
+        else None,
     )
 
 
@@ -286,16 +291,31 @@ async def _judge(
     progress: bool,
     handle_signals: bool,
 ) -> tuple[Outcome, list[JudgedComparison]]:
-    """Every comparison answered (cache first, then the judge) and read."""
-    outcome = await execute(
-        prepared,
-        judge,
-        store,
-        concurrency=run.options.in_flight,
-        max_cost=run.options.max_cost,
-        progress=progress,
-        handle_signals=handle_signals,
-    )
+    """Every comparison answered (cache first, then the judge, online or in batches) and read."""
+    o = run.options
+    if o.batch:
+        from .runner.batch import execute_batch
+
+        outcome = await execute_batch(
+            prepared,
+            judge,
+            store,
+            wait=not o.no_wait,
+            max_cost=o.max_cost,
+            progress=progress,
+            handle_signals=handle_signals,
+            poll_s=(o.poll, min(60.0, 20 * o.poll)),
+        )
+    else:
+        outcome = await execute(
+            prepared,
+            judge,
+            store,
+            concurrency=o.in_flight,
+            max_cost=o.max_cost,
+            progress=progress,
+            handle_signals=handle_signals,
+        )
     # past here nothing is rendered: scoring needs no text, and the report's few examples read
     # theirs again from the dataset (a full RMB run's texts are 43 MB)
     prepared.release()

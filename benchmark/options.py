@@ -351,6 +351,25 @@ class RunOptions:
         "run",
         metavar="FILE",
     )
+    batch: bool = opt(
+        False,
+        "openai:/anthropic: send through the provider's batch API (half price, within 24 h); "
+        "waits and polls unless --no-wait; Ctrl-C leaves the batches running",
+        "run",
+    )
+    no_wait: bool = opt(
+        False,
+        "--batch: submit and exit; rerun the command (or `rmb batches collect`) to collect",
+        "run",
+    )
+    poll: float = opt(
+        5.0,
+        "--batch: first wait between polls in seconds, growing to a minute (default 5)",
+        "run",
+        metavar="S",
+        above=0,
+        finite=True,
+    )
     dry_run: bool = opt(
         False, "count requests, cache hits, tokens and cost; send nothing", "run", config=False
     )

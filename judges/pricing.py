@@ -109,6 +109,27 @@ def _runs_here(base_url: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
+# Discounts on the input price (checked 2025-11): prompt-cache reads (OpenAI by model family,
+# longest prefix wins; Anthropic 0.1x), Anthropic's 5-minute cache writes (1.25x), and the batch
+# APIs of both (0.5x on everything, caching discounts included).
+CACHED_INPUT_SHARE: dict[str, float] = {
+    "gpt-4o": 0.5,
+    "gpt-4.1": 0.25,
+    "gpt-5": 0.1,
+    "o1": 0.5,
+    "o3": 0.25,
+    "o4-mini": 0.25,
+    "claude": 0.1,
+}
+CACHE_WRITE_SHARE = 1.25
+BATCH_SHARE = 0.5
+
+
+def cached_input_share(model: str) -> float:
+    best = max((m for m in CACHED_INPUT_SHARE if model.startswith(m)), key=len, default=None)
+    return CACHED_INPUT_SHARE[best] if best else 0.5
+
+
 def cost_usd(identity: JudgeIdentity, usage: Usage) -> float | None:
     """The bill for `usage`; 0.0 for a model on this machine, None when the price is unknown
     (a hosted OpenAI-compatible server the table does not know)."""
@@ -117,4 +138,13 @@ def cost_usd(identity: JudgeIdentity, usage: Usage) -> float | None:
     price = price_of(identity.model)
     if price is None:
         return None
-    return (usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1e6
+    return priced(usage, price, identity.model)
+
+
+def priced(usage: Usage, price: tuple[float, float], model: str) -> float:
+    """`usage` at (input, output) USD per 1M tokens, with the cache and batch discounts."""
+    cached, written = usage.cached_input_tokens, usage.cache_write_tokens
+    fresh = usage.input_tokens - cached - written
+    inp = fresh + cached * cached_input_share(model) + written * CACHE_WRITE_SHARE
+    usd = (inp * price[0] + usage.output_tokens * price[1]) / 1e6
+    return usd * BATCH_SHARE if usage.batch else usd

@@ -73,6 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(
                 f"cost              ${e.cost_input_usd:.4f} (input alone) to "
                 f"${e.cost_max_usd:.4f} (every answer at max tokens)"
+                + (" at batch prices (50%)" if options.batch else "")
             )
         print(f"run directory     {result.run_dir}  (nothing was sent)")
         return 0
@@ -81,7 +82,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{result.cache_hits:,} from the cache, {result.sent:,} sent, {result.retries:,} retries, {result.failed:,} failed; "
         f"${result.spent_usd:.4f} spent; {result.wall_s:.1f} s"
     )
+    if result.counters.cached_input_tokens:
+        share = result.counters.cached_input_tokens / max(1, result.counters.input_tokens)
+        summary += f"; {share:.0%} of input tokens read from the provider's prompt cache"
     resume = "rmb " + shlex.join(sys.argv[1:])
+    if result.status == "pending":
+        print(
+            f"rmb: batches are running at the provider. {summary}\nTo collect their answers "
+            f"and submit what is missing, rerun:\n  {resume}\n(or `rmb batches collect`; "
+            "`rmb batches list` shows them)",
+            file=sys.stderr,
+        )
+        return 0 if options.no_wait else EXIT_INTERRUPTED
     if result.status == "interrupted":
         print(
             f"rmb: stopped. {summary}\nAnswers so far are cached; to resume run:\n  {resume}",

@@ -199,6 +199,7 @@ class _Execution:
         self.answers[key] = c
         counters = self.counters
         counters.input_tokens += c.usage.input_tokens
+        counters.cached_input_tokens += c.usage.cached_input_tokens
         counters.output_tokens += c.usage.output_tokens
         counters.spent_usd += cost_of(self.identity, c.usage)
         if self.complete(c):
