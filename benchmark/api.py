@@ -38,7 +38,7 @@ from benchmark.runner.progress import Counters
 from benchmark.scoring import score
 from judges.base import Judge, JudgeIdentity, Usage
 from judges.cache import CacheStore
-from judges.errors import JudgeServerDied, UserError
+from judges.errors import UserError
 from judges.registry import build_judge, default_judge_spec
 from prompts import Template, load_template
 
@@ -351,6 +351,8 @@ def _finish(
         counts={"comparisons": len(run.comparisons), "judged": len(judged), **c.counts()},
         wall_s=time.monotonic() - run.t0,
     )
+    if outcome.error is not None:
+        manifest["stopped_because"] = str(outcome.error)
     if outcome.status != "complete" and resume_hint:
         manifest["resume"] = resume_hint
     rundir.write_json(run.run_dir / MANIFEST_FILE, manifest)
@@ -411,20 +413,21 @@ async def arun(
                     progress=progress,
                     handle_signals=handle_signals,
                 )
-            except JudgeServerDied as e:  # execute() kept the answers: say how to go on
-                if resume_hint and not getattr(e, "__notes__", None):
-                    e.add_note(f"Answers so far are cached; to resume run:\n  {resume_hint}")
-                raise
             finally:
                 store.close()
             del prepared  # its index of keys (MBs on the full RMB) is not needed past judging
-            return _finish(run, outcome, judged, resume_hint)
+            result = _finish(run, outcome, judged, resume_hint)
         finally:
             if lock is not None:
                 lock.release()
     finally:
         if judge is None:
             await the_judge.aclose()
+    if (e := outcome.error) is not None:  # the judge's server died: recorded, now say how to go on
+        if resume_hint and not getattr(e, "__notes__", None):
+            e.add_note(f"Answers so far are cached; to resume run:\n  {resume_hint}")
+        raise e
+    return result
 
 
 def _blocking(f: Callable[P, Coroutine[Any, Any, RunResult]]) -> Callable[P, RunResult]:

@@ -23,6 +23,7 @@ from typing import Any
 from .base import Judge, JudgeIdentity, JudgeOptions
 from .child_server import ChildServer, ServedJudge, ServerExited, free_port
 from .errors import JudgeServerDied, JudgeSetupError
+from .start_check import check_first_completion
 from .vllm_inproc import _on_cpu, check_model, engine_defaults, model_identity, runtime_env
 
 # the in-process judge's engine defaults (and $RMB_VLLM_ENGINE_ARGS) become server flags;
@@ -30,6 +31,7 @@ from .vllm_inproc import _on_cpu, check_model, engine_defaults, model_identity, 
 PYTHON_ENV = "RMB_VLLM_PYTHON"
 ARGS_ENV = "RMB_VLLM_SERVER_ARGS"
 START_TIMEOUT_S = 600.0
+CHECK_TIMEOUT_S = 60.0  # to answer the start-up check's tiny completion (judges/start_check.py)
 ENV_HINT = f"run `make vllm-env` and use .venv-vllm/bin/rmb (or set {PYTHON_ENV})"
 
 
@@ -106,13 +108,19 @@ class VLLMServer:
         return self.child
 
     async def astart(self, timeout_s: float = START_TIMEOUT_S) -> str:
-        """Start and wait until `/v1/models` answers; returns the OpenAI base URL. Spawned on
-        the loop's thread: PR_SET_PDEATHSIG ties the server to that thread, which outlives us."""
+        """Start, wait until `/v1/models` answers and check it with one tiny completion; returns
+        the OpenAI base URL. Spawned on the loop's thread: PR_SET_PDEATHSIG ties the server to
+        that thread, which outlives us."""
         child = self._spawn()
         try:
             await child.await_ready(timeout_s)
         except (ServerExited, TimeoutError) as e:
             raise JudgeSetupError(child.failure(self.who, str(e))) from None
+        problem = await check_first_completion(
+            child, self.base_url, self.served_name, CHECK_TIMEOUT_S
+        )
+        if problem is not None:
+            raise JudgeSetupError(child.failure(self.who, problem))
         return self.base_url
 
     @property

@@ -3,7 +3,7 @@ for tests/test_judge_server_faults.py. Run as `python fake_judge_server.py [serv
 reads --port from the flags it is given and ignores the rest.
 
 $FAKE_MODE is `FAULT` or `FAULT-after-N` (answer N chat completions well, then the fault on every
-later one; the local judge's start-up check is the first), FAULT one of:
+later one; the judge's start-up check is the first), FAULT one of:
   ok           no fault: every chat completion is answered (one token, "A", with top logprobs)
   segv         dies of SIGSEGV on a chat completion
   exit         sends the status line and half a body, then exits with code 3

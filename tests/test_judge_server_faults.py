@@ -139,12 +139,23 @@ def test_a_server_that_dies_mid_run_stops_it_keeps_the_answers_and_says_how_to_r
     assert "Answers so far are cached; to resume run:" in err and "rmb run --judge local:" in err
     assert took < 30, took
     assert_all_gone(tmp_path / "pids")
+    # the run directory says what happened, as an interrupted run's does
+    (manifest,) = (tmp_path / "runs").glob("*/manifest.json")
+    stopped = json.loads(manifest.read_text())
+    assert stopped["status"] == "stopped", stopped
+    assert "died of SIGSEGV (signal 11) during the run" in stopped["stopped_because"], stopped
+    assert stopped["resume"].startswith("rmb run --judge local:") and "finished_at" in stopped
+    counts = stopped["counts"]
+    assert (counts["comparisons"], counts["requests"], counts["failed"]) == (6, 6, 0), counts
+    assert counts["sent"] in (3, 4), counts  # 2 answers, then 1 or 2 in flight as it died
+    assert (manifest.parent / "comparisons.jsonl").is_file()
 
     # the same command resumes: the 2 answers come from the cache
     code, err, _ = rmb(args, {**fake_env, "FAKE_MODE": "ok"}, tmp_path)
     assert code == 0, err
-    (manifest,) = (tmp_path / "runs").glob("*/manifest.json")
-    counts = json.loads(manifest.read_text())["counts"]
+    resumed = json.loads(manifest.read_text())
+    assert resumed["status"] == "complete" and "stopped_because" not in resumed, resumed
+    counts = resumed["counts"]
     assert (counts["cache_hits"], counts["sent"]) == (2, 4), counts
     assert_all_gone(tmp_path / "pids", at_least=4)
 
@@ -182,9 +193,9 @@ async def test_requests_in_flight_and_later_fail_within_seconds_when_the_child_d
     assert_all_gone(Path(fake_env["FAKE_PIDS"]))
 
 
-def test_vllm_server_dying_mid_run_stops_the_run(
-    rmb_dir: Path, fake_env: dict[str, str], tmp_path: Path
-) -> None:
+@pytest.fixture
+def fake_vllm(fake_env: dict[str, str], tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """(`--judge` value, environment): vllm-server runs the fake server for a model folder."""
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
@@ -192,13 +203,48 @@ def test_vllm_server_dying_mid_run_stops_the_run(
     python = tmp_path / "python"
     python.write_text(f'#!/bin/sh\nshift 2\nexec {sys.executable} {FAKE} "$@"\n')
     python.chmod(0o755)
-    env = {**fake_env, "RMB_VLLM_PYTHON": str(python), "FAKE_MODE": "segv-after-2"}
-    code, err, took = rmb(run_args(f"vllm-server:{model}", rmb_dir), env, tmp_path)
+    return f"vllm-server:{model}", {**fake_env, "RMB_VLLM_PYTHON": str(python)}
+
+
+@pytest.mark.parametrize(
+    ("mode", "says"),
+    [
+        ("segv", "died of SIGSEGV (signal 11) at its start-up check"),
+        ("garbage", "answered a completion without tokens"),
+    ],
+)
+def test_a_bad_vllm_server_fails_rmb_run_at_its_start_up_check(
+    mode: str,
+    says: str,
+    rmb_dir: Path,
+    fake_vllm: tuple[str, dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    judge, env = fake_vllm
+    code, err, took = rmb(run_args(judge, rmb_dir), {**env, "FAKE_MODE": mode}, tmp_path)
+    assert code == 2, err
+    first = err.splitlines()[0]
+    assert first.startswith("rmb: error: vllm-server for ") and says in first, err
+    assert "Its last output:" in first and "\n  fake server: request 1: " in err, err
+    assert "Traceback" not in err
+    assert took < 30, took
+    assert_all_gone(tmp_path / "pids")
+
+
+def test_vllm_server_dying_mid_run_stops_the_run(
+    rmb_dir: Path, fake_vllm: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    judge, env = fake_vllm
+    # the check, then 1 answer, then a segfault
+    code, err, took = rmb(run_args(judge, rmb_dir), {**env, "FAKE_MODE": "segv-after-2"}, tmp_path)
     assert code == 2, err
     assert "vllm-server for" in err and "died of SIGSEGV (signal 11) during the run" in err, err
     assert "to resume run:" in err
     assert took < 30, took
     assert_all_gone(tmp_path / "pids")
+    (manifest,) = (tmp_path / "runs").glob("*/manifest.json")
+    stopped = json.loads(manifest.read_text())
+    assert stopped["status"] == "stopped" and "vllm-server for" in stopped["stopped_because"]
 
 
 # ---------------------------------------------------------------- serve-local

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from judges.base import BatchJudge, ChatRequest, Completion, Judge, JudgeIdentity, Usage
 from judges.cache import CacheStore
 from judges.claims import ClaimQueue
+from judges.errors import JudgeServerDied
 
 from .costs import cost_of, estimate_input_tokens
 from .prepare import Prepared
@@ -134,7 +135,9 @@ class Outcome:
     answers: dict[str, Completion]
     from_cache: set[str]
     counters: Counters
-    status: str  # complete | interrupted | budget
+    status: str  # complete | interrupted | budget | stopped (the judge's server died)
+    # why a run `stopped`: the caller records the run, then raises it
+    error: JudgeServerDied | None = None
 
 
 class _Execution:
@@ -169,6 +172,7 @@ class _Execution:
         self.fatal: list[BaseException] = []
         self.stop = asyncio.Event()
         self.interrupted = False
+        self.server_died: JudgeServerDied | None = None
         self.workers: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ one request
@@ -318,8 +322,12 @@ class _Execution:
             await asyncio.to_thread(self.committer.flush_now)
             await asyncio.to_thread(self.todo.close)  # keys claimed, not bought: free again
         if self.fatal:
-            raise self.fatal[0]
+            if not isinstance(self.fatal[0], JudgeServerDied):
+                raise self.fatal[0]
+            self.server_died = self.fatal[0]  # the answers so far make a resumable run
         self.counters.retries = judge_retries(self.judge) - view.retries_at_start
+        if self.server_died is not None:
+            return "stopped"
         return (
             "interrupted" if self.interrupted else "budget" if self.budget.exhausted else "complete"
         )
@@ -341,4 +349,4 @@ async def execute(
     from_cache = await asyncio.to_thread(store.present, list(prepared.first))
     ex = _Execution(prepared, judge, store, from_cache, max_cost, batch_size)
     status = await ex.run(concurrency, progress, handle_signals, grace_s)
-    return Outcome(ex.answers, from_cache, ex.counters, status)
+    return Outcome(ex.answers, from_cache, ex.counters, status, ex.server_died)
