@@ -5,13 +5,16 @@ average next to it (the machine may be shared: read the numbers against the load
     .venv/bin/python bench/run.py [--quick] [--skip-full] [--out bench/results.json]
 
 Lines: data load of the full shared RMB (time, peak RSS); per-comparison harness cost (render,
-key, cache lookup, parse) and cache writes/reads per second; scoring the full RMB; throughput through the real OpenAI
+key, cache lookup, parse) and cache writes/reads per second; parser throughput on 1 MB hostile
+answers (the slowest parser on the worst pattern); scoring the full RMB; throughput through the real OpenAI
 judge against the loopback server (its own process, 200 ms latency) at concurrency 64, 256, 512,
 on its two transports side by side (the official SDK and the lean aiohttp session, the default
 for a `--base-url` server, which carries the targets), and lean in two client processes; the
 multi-server judge over 1, 2 and 4 servers of 32 requests at a time (bench/pool_bench.py); a cached rerun of 1,000 comparisons and of the full RMB
 through `rmb run` (subprocess, process start included; the cache is warmed once against the
-loopback server with zero latency in a temporary directory)."""
+loopback server with zero latency in a temporary directory); hosted judges (bench/hosted.py):
+online pacing against a rate-limited test server, and the dollars of a full RMB run on gpt-4.1
+and claude-sonnet-4-5 online, through the batch APIs, and with the prompt cache credited."""
 
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parent / "tests"), str(HERE)]
 
 import harness  # noqa: E402
+import hosted  # noqa: E402
+import parsers  # noqa: E402
 import pool_bench  # noqa: E402
 import rerun  # noqa: E402
 import scoring  # noqa: E402
@@ -216,6 +221,17 @@ def pool_lines(quick: bool) -> list[Line]:
     return lines
 
 
+def parser_lines() -> list[Line]:
+    r = parsers.measure()
+    detail = f"{r['parsers']} parsers x {r['answers']} hostile patterns; slowest: {r['slowest']}"
+    return [
+        at_least(
+            "parser throughput, 1 MB hostile answers", 10.0, r["slowest_mb_s"], "MB/s", detail
+        ),
+        info("parser throughput, 1 MB hostile: median", r["median_mb_s"], "MB/s"),
+    ]
+
+
 def rerun_lines(full: bool) -> list[Line]:
     lines = []
     with running_server(latency=0.0) as srv:
@@ -242,6 +258,40 @@ def rerun_lines(full: bool) -> list[Line]:
     return lines
 
 
+def hosted_lines(full: bool) -> list[Line]:
+    """Pacing against a rate-limited server; the dollars of a full RMB run (a sample of 10 per
+    scenario with --skip-full) online, in batches, in batches with the prompt cache."""
+    p = hosted.pacing(RMB_DIR)
+    detail = (
+        f"{p['binding']} limit binds; requests {p['requests_fraction']:.2f}, tokens "
+        f"{p['tokens_fraction']:.2f} of theirs; {p['requests']} requests over {p['steady_s']:.0f} s"
+    )
+    lines = [
+        at_least(
+            "pacing: sustained share of the rate limit", 0.95, p["fraction_of_limit"], "x", detail
+        ),
+        at_most(
+            "pacing: share of requests answered 429",
+            0.02,
+            p["share_429"],
+            "x",
+            f"{p['throttled']} 429s",
+        ),
+    ]
+    what = "full RMB" if full else "RMB, 10 per scenario"
+    for model, c in hosted.costs(RMB_DIR, None if full else 10).items():
+        detail = (
+            f"{c['requests']:,} requests, {c['input_tokens'] / 1e6:.1f}M input tokens "
+            f"({c['cached_share']:.0%} cached), {c['output_tokens'] / 1e6:.2f}M output"
+        )
+        lines += [
+            info(f"{model}, {what}: online", c["online_usd"], "USD", detail),
+            info(f"{model}, {what}: batch", c["batch_usd"], "USD"),
+            info(f"{model}, {what}: batch + prompt cache", c["batch_cached_usd"], "USD"),
+        ]
+    return lines
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer requests per throughput level")
@@ -254,10 +304,12 @@ def main() -> int:
     print(HEADER)
     section("data load", data_lines, lines)
     section("harness cost", harness_lines, lines)
+    section("parsers on hostile answers", parser_lines, lines)
     section("scoring", scoring_lines, lines)
     section("throughput", lambda: throughput_lines(a.quick), lines)
     section("multi-server judge", lambda: pool_lines(a.quick), lines)
     section("cached reruns (rmb run)", lambda: rerun_lines(not a.skip_full), lines)
+    section("hosted judges (batch APIs, pacing)", lambda: hosted_lines(not a.skip_full), lines)
     print()
     print(HEADER)
     for ln in lines:

@@ -13,6 +13,7 @@ final manifest, reports)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
@@ -62,7 +63,7 @@ class Estimate:
 class RunResult:
     run_id: str
     run_dir: Path
-    # complete | interrupted | budget | dry-run
+    # complete | interrupted | budget | pending (batches still open) | dry-run
     status: str
     judged: list[JudgedComparison] = field(default_factory=list)
     scores: Any = None
@@ -177,8 +178,25 @@ def _identify(run: _Run, identity: JudgeIdentity) -> None:
             "answer": rundir.answer_options(o.judge_options()),
         },
     )
+    if o.run_id is not None:
+        rundir.check_run_id(o.run_id)
     run.run_id = o.run_id or rundir.run_id(identity, run.template.name, run.digest)
     run.run_dir = Path(o.runs_dir) / run.run_id
+
+
+def _check_reuse(run: _Run) -> None:
+    """A run directory holds one run: the same inputs resume it, other inputs are refused (they
+    silently replaced the earlier run's record)."""
+    try:
+        earlier = json.loads((run.run_dir / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(earlier, dict) and earlier.get("inputs") not in (None, run.digest):
+        what = f"{earlier.get('judge')}, template {(earlier.get('template') or {}).get('name')}"
+        raise UserError(
+            f"{run.run_dir} holds another run ({str(what)[:120]}) made from other inputs; pass "
+            "another --run-id (or none: a run id derived from the inputs)"
+        )
 
 
 def _prepare(run: _Run) -> Prepared:
@@ -196,7 +214,7 @@ def _prepare(run: _Run) -> Prepared:
 async def _estimate(run: _Run, prepared: Prepared, store: CacheStore) -> RunResult:
     """A dry run: what would be sent and what it would cost."""
     hits = await asyncio.to_thread(store.present, prepared.first)
-    est = estimate(prepared, hits, run.identity)
+    est = estimate(prepared, hits, run.identity, batch=run.options.batch)
     return RunResult(
         run.run_id,
         run.run_dir,
@@ -208,7 +226,10 @@ async def _estimate(run: _Run, prepared: Prepared, store: CacheStore) -> RunResu
     )
 
 
-def estimate(prepared: Prepared, hits: set[str], identity: JudgeIdentity) -> Estimate:
+def estimate(
+    prepared: Prepared, hits: set[str], identity: JudgeIdentity, *, batch: bool = False
+) -> Estimate:
+    """Requests to send, tokens, and cost (at the batch price with `batch`)."""
     priced = price_known(identity)
     tokens_in = tokens_out = 0
     for key in prepared.first:
@@ -221,8 +242,10 @@ def estimate(prepared: Prepared, hits: set[str], identity: JudgeIdentity) -> Est
         requests=len(prepared.first),
         cached=len(hits),
         input_tokens=tokens_in,
-        cost_input_usd=cost_of(identity, Usage(tokens_in, 0)) if priced else None,
-        cost_max_usd=cost_of(identity, Usage(tokens_in, tokens_out)) if priced else None,
+        cost_input_usd=cost_of(identity, Usage(tokens_in, 0, batch=batch)) if priced else None,
+        cost_max_usd=cost_of(identity, Usage(tokens_in, tokens_out, batch=batch))
+        if priced
+        else None,
     )
 
 
@@ -268,16 +291,31 @@ async def _judge(
     progress: bool,
     handle_signals: bool,
 ) -> tuple[Outcome, list[JudgedComparison]]:
-    """Every comparison answered (cache first, then the judge) and read."""
-    outcome = await execute(
-        prepared,
-        judge,
-        store,
-        concurrency=run.options.in_flight,
-        max_cost=run.options.max_cost,
-        progress=progress,
-        handle_signals=handle_signals,
-    )
+    """Every comparison answered (cache first, then the judge, online or in batches) and read."""
+    o = run.options
+    if o.batch:
+        from .runner.batch import execute_batch
+
+        outcome = await execute_batch(
+            prepared,
+            judge,
+            store,
+            wait=not o.no_wait,
+            max_cost=o.max_cost,
+            progress=progress,
+            handle_signals=handle_signals,
+            poll_s=(o.poll, min(60.0, 20 * o.poll)),
+        )
+    else:
+        outcome = await execute(
+            prepared,
+            judge,
+            store,
+            concurrency=o.in_flight,
+            max_cost=o.max_cost,
+            progress=progress,
+            handle_signals=handle_signals,
+        )
     # past here nothing is rendered: scoring needs no text, and the report's few examples read
     # theirs again from the dataset (a full RMB run's texts are 43 MB)
     prepared.release()
@@ -358,31 +396,38 @@ async def arun(
     try:
         _identify(run, the_judge.identity)
         prepared = _prepare(run)
-        store = CacheStore(options.cache_dir)
+        lock = None if options.dry_run else rundir.RunLock(run.run_dir)
         try:
-            if options.dry_run:
-                return await _estimate(run, prepared, store)
-            _start(run, prepared, store)
-            outcome, judged = await _judge(
-                run,
-                prepared,
-                the_judge,
-                store,
-                progress=progress,
-                handle_signals=handle_signals,
-            )
+            if lock is not None:
+                _check_reuse(run)
+            store = CacheStore(options.cache_dir)
+            try:
+                if options.dry_run:
+                    return await _estimate(run, prepared, store)
+                _start(run, prepared, store)
+                outcome, judged = await _judge(
+                    run,
+                    prepared,
+                    the_judge,
+                    store,
+                    progress=progress,
+                    handle_signals=handle_signals,
+                )
+            finally:
+                store.close()
+            del prepared  # its index of keys (MBs on the full RMB) is not needed past judging
+            result = _finish(run, outcome, judged, resume_hint)
+            if (e := outcome.error) is not None:  # the judge's server died: recorded, now say so
+                if resume_hint and not getattr(e, "__notes__", None):
+                    e.add_note(f"Answers so far are cached; to resume run:\n  {resume_hint}")
+                raise e
+            return result
         finally:
-            store.close()
+            if lock is not None:
+                lock.release()
     finally:
         if judge is None:
             await the_judge.aclose()
-    del prepared  # its index of keys (MBs on the full RMB) is not needed past judging
-    result = _finish(run, outcome, judged, resume_hint)
-    if (e := outcome.error) is not None:  # the judge's server died: recorded, now say how to go on
-        if resume_hint and not getattr(e, "__notes__", None):
-            e.add_note(f"Answers so far are cached; to resume run:\n  {resume_hint}")
-        raise e
-    return result
 
 
 def _blocking(f: Callable[P, Coroutine[Any, Any, RunResult]]) -> Callable[P, RunResult]:

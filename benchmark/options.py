@@ -131,13 +131,22 @@ class RunOptions:
         flag="--scenario",
     )
     per_scenario: int | None = opt(
-        None, "at most N items per scenario and set, seeded sample", "selection", metavar="N", min=1
+        None,
+        "at most N items per scenario and set, seeded sample",
+        "selection",
+        metavar="N",
+        min=1,
+        max=10**9,
     )
     limit: int | None = opt(
-        None, "at most N items in all, seeded sample", "selection", metavar="N", min=1
+        None, "at most N items in all, seeded sample", "selection", metavar="N", min=1, max=10**9
     )
     seed: int = opt(
-        0, "sampling seed (default 0); a given seed picks the same items every time", "selection"
+        0,
+        "sampling seed (default 0); a given seed picks the same items every time",
+        "selection",
+        min=0,
+        max=2**32 - 1,  # what every RNG (and the judges' `seed` fields) accept
     )
     # ------------------------------------------------------------------ plan
     orders: str = opt("both", "pairwise display orders (default: both)", "plan", choices=ORDERS)
@@ -145,10 +154,15 @@ class RunOptions:
         None, "Best-of-N strategy (default: the template's mode)", "plan", choices=BON_STRATEGIES
     )
     permutations: int = opt(
-        1, "listwise: K seeded shuffles per item (default 1)", "plan", metavar="K", min=1
+        1, "listwise: K seeded shuffles per item (default 1)", "plan", metavar="K", min=1, max=1000
     )
     samples: int = opt(
-        1, "K answers per comparison, majority vote (default 1)", "plan", metavar="K", min=1
+        1,
+        "K answers per comparison, majority vote (default 1)",
+        "plan",
+        metavar="K",
+        min=1,
+        max=1000,
     )
     ties: str = opt(
         "strict",
@@ -157,7 +171,12 @@ class RunOptions:
         choices=("strict", "half"),
     )
     bootstrap: int = opt(
-        1000, "bootstrap resamples for intervals (default 1000)", "plan", metavar="N", min=0
+        1000,
+        "bootstrap resamples for intervals (default 1000)",
+        "plan",
+        metavar="N",
+        min=0,
+        max=10**6,
     )
     # ------------------------------------------------------------------ judge
     concurrency: int | None = opt(
@@ -167,18 +186,35 @@ class RunOptions:
         "judge",
         metavar="N",
         min=1,
+        max=100_000,
         judge="concurrency",
     )
     rps: float | None = opt(
-        None, "at most R requests per second", "judge", metavar="R", judge="requests_per_s"
+        None,
+        "at most R requests per second",
+        "judge",
+        metavar="R",
+        above=0,
+        max=1e6,
+        finite=True,
+        judge="requests_per_s",
     )
     tpm: int | None = opt(
-        None, "at most T tokens per minute", "judge", metavar="T", judge="tokens_per_min"
+        None,
+        "at most T tokens per minute",
+        "judge",
+        metavar="T",
+        min=1,
+        max=10**12,
+        judge="tokens_per_min",
     )
     temperature: float = opt(
         _J.temperature,
         f"sampling temperature (default {_J.temperature})",
         "judge",
+        min=0,
+        max=2,  # OpenAI's range (Anthropic's is 0-1: the API says so)
+        finite=True,
         judge="temperature",
     )
     max_tokens: int = opt(
@@ -186,6 +222,8 @@ class RunOptions:
         f"answer token limit (default {_J.max_tokens}; a template may set its own)",
         "judge",
         metavar="N",
+        min=1,
+        max=10**7,
         judge="max_tokens",
     )
     system_prompt: str | None = opt(
@@ -270,6 +308,9 @@ class RunOptions:
         f"per-request timeout in seconds (default {_J.timeout_s:g})",
         "judge",
         metavar="S",
+        above=0,
+        max=86_400,
+        finite=True,
         judge="timeout_s",
     )
     max_retries: int = opt(
@@ -277,6 +318,8 @@ class RunOptions:
         f"retries on 429/5xx/timeouts (default {_J.max_retries})",
         "judge",
         metavar="N",
+        min=0,
+        max=100,
         judge="max_retries",
     )
     # ------------------------------------------------------------------ run
@@ -293,7 +336,13 @@ class RunOptions:
         metavar="ID",
     )
     max_cost: float | None = opt(
-        None, "stop before spending more than this", "run", metavar="USD", above=0, finite=True
+        None,
+        "stop before spending more than this",
+        "run",
+        metavar="USD",
+        above=0,
+        max=1e9,
+        finite=True,
     )
     prices: str | Path | None = opt(
         None,
@@ -301,6 +350,25 @@ class RunOptions:
         '(TOML/JSON: {"model": {"input": 2.5, "output": 10}})',
         "run",
         metavar="FILE",
+    )
+    batch: bool = opt(
+        False,
+        "openai:/anthropic: send through the provider's batch API (half price, within 24 h); "
+        "waits and polls unless --no-wait; Ctrl-C leaves the batches running",
+        "run",
+    )
+    no_wait: bool = opt(
+        False,
+        "--batch: submit and exit; rerun the command (or `rmb batches collect`) to collect",
+        "run",
+    )
+    poll: float = opt(
+        5.0,
+        "--batch: first wait between polls in seconds, growing to a minute (default 5)",
+        "run",
+        metavar="S",
+        above=0,
+        finite=True,
     )
     dry_run: bool = opt(
         False, "count requests, cache hits, tokens and cost; send nothing", "run", config=False
@@ -340,7 +408,7 @@ class RunOptions:
         naming its flag. Returns self, so `RunOptions(...).check()` reads as a sentence."""
         kind = kinds()
         for f, m in _opts():
-            _check_value(m.flag_name(f.name), getattr(self, f.name), m, kind[f.name])
+            check_value(m.flag_name(f.name), getattr(self, f.name), m, kind[f.name])
         return self
 
     def manifest(self) -> dict[str, Any]:
@@ -372,7 +440,7 @@ def hint_kind(hint: Any) -> Kind:
     return {bool: "bool", int: "int", float: "number"}.get(hint, "string")  # type: ignore[return-value]
 
 
-def _check_value(name: str, v: Any, m: Opt, kind: Kind) -> None:
+def check_value(name: str, v: Any, m: Opt, kind: Kind) -> None:
     if v is None:
         return
     if not _of_kind(kind, v):
@@ -387,12 +455,18 @@ def _check_value(name: str, v: Any, m: Opt, kind: Kind) -> None:
         return
     if m.finite and not math.isfinite(v):
         raise UserError(f"{name} must be a finite number, got {v}")
-    if m.min is not None and v < m.min:
-        raise UserError(f"{name} must be at least {m.min:g}, got {v}")
-    if m.max is not None and v > m.max:
-        raise UserError(f"{name} must be at most {m.max:g}, got {v}")
+    if m.min is not None and not v >= m.min:
+        raise UserError(f"{name} must be at least {_num(m.min)}, got {_num(v)}")
+    if m.max is not None and not v <= m.max:
+        raise UserError(f"{name} must be at most {_num(m.max)}, got {_num(v)}")
     if m.above is not None and not v > m.above:
-        raise UserError(f"{name} must be above {m.above:g}, got {v}")
+        raise UserError(f"{name} must be above {_num(m.above)}, got {_num(v)}")
+
+
+def _num(x: float) -> str:
+    """4294967295, not 4.29497e+09; a number too long to read, shortened."""
+    text = str(x)
+    return text if len(text) <= 24 else f"{x:.3g}"
 
 
 def fields_in(*groups: str) -> Iterator[tuple[str, Opt]]:

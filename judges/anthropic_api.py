@@ -15,6 +15,7 @@ from typing import Any
 from .base import ChatRequest, Completion, JudgeOptions, Usage
 from .errors import JudgeSetupError
 from .http_judge import SDK_HTTP, HttpJudge, MemoURL
+from .prompt_cache import anthropic_content
 
 HOSTED_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"  # the lean transport's anthropic-version header (the SDK sends its own)
@@ -30,8 +31,14 @@ def messages_body(request: ChatRequest) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": request.model,
         "max_tokens": request.max_tokens,
+        # the conversation every comparison of an item shares is marked for the prompt cache
         "messages": [
-            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
+            {
+                "role": m.role,
+                "content": anthropic_content(m.content) if m.role == "user" else m.content,
+            }
+            for m in request.messages
+            if m.role != "system"
         ],
         "temperature": request.temperature,
     }
@@ -50,6 +57,8 @@ def parse_message(data: Any) -> Completion:
         elif block["type"] == "thinking":
             thoughts.append(block["thinking"])
     usage = data.get("usage") or {}
+    read = int(usage.get("cache_read_input_tokens") or 0)
+    written = int(usage.get("cache_creation_input_tokens") or 0)
     stop = data.get("stop_reason")
     finish, error = "stop", None
     if stop == "max_tokens":
@@ -62,10 +71,10 @@ def parse_message(data: Any) -> Completion:
         text="".join(texts),
         finish_reason=finish,  # type: ignore[arg-type]
         usage=Usage(
-            int(usage.get("input_tokens") or 0)
-            + int(usage.get("cache_read_input_tokens") or 0)
-            + int(usage.get("cache_creation_input_tokens") or 0),
+            int(usage.get("input_tokens") or 0) + read + written,
             int(usage.get("output_tokens") or 0),
+            cached_input_tokens=read,
+            cache_write_tokens=written,
         ),
         reasoning="\n".join(thoughts) or None,
         error=error,

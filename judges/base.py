@@ -63,8 +63,13 @@ def cache_key(identity: JudgeIdentity, request: ChatRequest) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    input_tokens: int = 0
+    input_tokens: int = 0  # all prompt tokens, the cached ones included
     output_tokens: int = 0
+    # of input_tokens: read from the provider's prompt cache / written to it (Anthropic)
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    # bought through a provider's batch API (at its batch price)
+    batch: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ transports of a backend (its SDK, or `LeanSession`) end in `HttpJudge.status_fai
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import logging
 import os
@@ -26,9 +27,14 @@ import orjson
 from .base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, JudgeStats, Usage
 from .errors import JudgeSetupError
 from .limits import MAX_RETRY_AFTER_S, Limiter, TransientError, estimate_tokens, retry_policy
+from .pacing import Pacer
 from .pricing import cost_usd
 
 log = logging.getLogger("judges")
+# the status and headers of the attempt this task is making (None, None: no response)
+_RESPONSE: contextvars.ContextVar[tuple[int | None, Mapping[str, str] | None]] = (
+    contextvars.ContextVar("rmb_http_response", default=(None, None))
+)
 
 _CONTEXT = re.compile(
     r"context[ _-]?(?:length|size|window)|maximum context|prompt is too long|too many tokens"
@@ -69,11 +75,13 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
 def connection_failure(exc: BaseException, timeout_s: float) -> str:
     """Say what really happened: the SDKs' aiohttp transport reports a dropped connection as a
     connect timeout, so look at the root cause."""
-    root = exc
-    while root.__cause__ is not None:
-        root = root.__cause__
-    if isinstance(root, TimeoutError) or "timeout" in type(root).__name__.lower():
+    chain = [exc]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    # aiohttp's total timeout is a TimeoutError caused by a CancelledError: any link counts
+    if any(isinstance(e, TimeoutError) or "timeout" in type(e).__name__.lower() for e in chain):
         return f"no answer within {timeout_s:g} s"
+    root = chain[-1]
     return f"connection failed: {type(root).__name__}: {root}"
 
 
@@ -385,6 +393,7 @@ class HttpJudge:
         body = self.body(request)
         if self.lean is not None:
             status, raw, headers = await self.lean.post(self.path, body)
+            _RESPONSE.set((status, headers))
             if status >= 300:
                 return self.status_failure(status, error_body(raw), "(no error body)", headers)
             return parse_body(raw, self.parse)
@@ -395,9 +404,11 @@ class HttpJudge:
         try:
             resp = await client.post(self.path, body=body, cast_to=httpx2.Response)
         except sdk.APIStatusError as exc:
+            _RESPONSE.set((exc.status_code, exc.response.headers))
             return self.status_failure(exc.status_code, exc.body, exc.message, exc.response.headers)
         except sdk.APIConnectionError as exc:  # timeouts included
             raise TransientError(connection_failure(exc, self.options.timeout_s)) from None
+        _RESPONSE.set((resp.status_code, resp.headers))
         return parse_body(resp.content, self.parse)
 
     async def aclose(self) -> None:
@@ -412,6 +423,7 @@ class HttpJudge:
 
     def _new_limiter(self) -> Limiter:
         o = self.options
+        self.pacer = Pacer(o.concurrency)
         return Limiter(o.concurrency, o.requests_per_s, o.tokens_per_min)
 
     def _on_this_loop(self) -> None:
@@ -463,19 +475,29 @@ class HttpJudge:
         log.info("%s: retry %d after %s", self.identity.label(), state.attempt_number, exc)
 
     async def _attempt(self, request: ChatRequest, prompt_tokens: int) -> Completion:
-        async with self.limiter.slot(prompt_tokens):
-            return await self._send(request)
+        # the pacer (judges/pacing.py) reads this attempt's status and rate-limit headers
+        ticket = await self.pacer.acquire(prompt_tokens + request.max_tokens)
+        _RESPONSE.set((None, None))
+        try:
+            async with self.limiter.slot(prompt_tokens):
+                # a deadline on the whole attempt, on every transport: the SDKs' timeout is per
+                # read, so a body dripped a byte at a time kept a --timeout 3 request for minutes
+                try:
+                    async with asyncio.timeout(self.options.timeout_s):
+                        return await self._send(request)
+                except TimeoutError:
+                    raise TransientError(f"no answer within {self.options.timeout_s:g} s") from None
+        finally:
+            status, headers = _RESPONSE.get()
+            self.pacer.release(ticket, status, headers, parse_retry_after(headers))
 
     async def complete(self, request: ChatRequest) -> Completion:
         self.check(request)
         self._on_this_loop()
         self.stats.requests += 1
         start = time.perf_counter()
-        prompt_tokens = (
-            estimate_tokens(sum(len(m.content) for m in request.messages))
-            if self.limiter.tokens is not None
-            else 0
-        )
+        # what a token budget charges: ours (--tpm) or the provider's (the pacer's)
+        prompt_tokens = estimate_tokens(sum(len(m.content) for m in request.messages))
         attempts = 1
         try:
             try:
@@ -501,8 +523,12 @@ class HttpJudge:
             )
         except JudgeSetupError as exc:
             raise self.setup_error(str(exc)) from None
+        # the answer too, not only errors: a server that echoes the key in its text would put
+        # it in the cache and every report
         completion = replace(
             completion,
+            text=self.redact(completion.text),
+            reasoning=None if completion.reasoning is None else self.redact(completion.reasoning),
             latency_s=time.perf_counter() - start,
             attempts=attempts,
             created_at=time.time(),

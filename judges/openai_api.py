@@ -81,7 +81,13 @@ def parse_chat_completion(data: Any) -> Completion:
     return Completion(
         text=text,
         finish_reason=finish,
-        usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)),
+        usage=Usage(
+            int(usage.get("prompt_tokens") or 0),
+            int(usage.get("completion_tokens") or 0),
+            cached_input_tokens=int(
+                (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+            ),
+        ),
         logprobs=_logprobs(choice.get("logprobs")),
         reasoning=str(reasoning) if reasoning else None,
         error=error,

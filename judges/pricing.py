@@ -9,6 +9,7 @@ table entry it starts with. Unknown price -> None; a model on this machine costs
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,14 +59,23 @@ _prices: dict[str, tuple[float, float]] = dict(DEFAULT_PRICES)
 
 def set_prices(overrides: Mapping[str, Mapping[str, float]], *, where: str = "prices") -> None:
     """Add or replace entries: {model: {"input": usd_per_mtok, "output": usd_per_mtok}}."""
+    checked: dict[str, tuple[float, float]] = {}
     for model, entry in overrides.items():
         try:
-            _prices[model] = (float(entry["input"]), float(entry["output"]))
+            prices = (float(entry["input"]), float(entry["output"]))
         except (KeyError, TypeError, ValueError):
             raise UserError(
                 f"{where}: entry {model!r} needs numeric 'input' and 'output' "
                 "(USD per million tokens)"
             ) from None
+        # NaN or a negative price would switch --max-cost off (every comparison is False)
+        if not all(math.isfinite(x) and 0 <= x <= 1e6 for x in prices):
+            raise UserError(
+                f"{where}: entry {model!r}: prices must be finite numbers from 0 to 1e6 USD per "
+                f"million tokens, got input={prices[0]}, output={prices[1]}"
+            )
+        checked[model] = prices
+    _prices.update(checked)  # all or nothing: a bad entry leaves the table as it was
 
 
 def load_prices(path: str | Path) -> None:
@@ -99,6 +109,27 @@ def _runs_here(base_url: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
+# Discounts on the input price (checked 2025-11): prompt-cache reads (OpenAI by model family,
+# longest prefix wins; Anthropic 0.1x), Anthropic's 5-minute cache writes (1.25x), and the batch
+# APIs of both (0.5x on everything, caching discounts included).
+CACHED_INPUT_SHARE: dict[str, float] = {
+    "gpt-4o": 0.5,
+    "gpt-4.1": 0.25,
+    "gpt-5": 0.1,
+    "o1": 0.5,
+    "o3": 0.25,
+    "o4-mini": 0.25,
+    "claude": 0.1,
+}
+CACHE_WRITE_SHARE = 1.25
+BATCH_SHARE = 0.5
+
+
+def cached_input_share(model: str) -> float:
+    best = max((m for m in CACHED_INPUT_SHARE if model.startswith(m)), key=len, default=None)
+    return CACHED_INPUT_SHARE[best] if best else 0.5
+
+
 def cost_usd(identity: JudgeIdentity, usage: Usage) -> float | None:
     """The bill for `usage`; 0.0 for a model on this machine, None when the price is unknown
     (a hosted OpenAI-compatible server the table does not know)."""
@@ -107,4 +138,13 @@ def cost_usd(identity: JudgeIdentity, usage: Usage) -> float | None:
     price = price_of(identity.model)
     if price is None:
         return None
-    return (usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1e6
+    return priced(usage, price, identity.model)
+
+
+def priced(usage: Usage, price: tuple[float, float], model: str) -> float:
+    """`usage` at (input, output) USD per 1M tokens, with the cache and batch discounts."""
+    cached, written = usage.cached_input_tokens, usage.cache_write_tokens
+    fresh = usage.input_tokens - cached - written
+    inp = fresh + cached * cached_input_share(model) + written * CACHE_WRITE_SHARE
+    usd = (inp * price[0] + usage.output_tokens * price[1]) / 1e6
+    return usd * BATCH_SHARE if usage.batch else usd

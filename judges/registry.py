@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from .base import Judge, JudgeOptions
 from .errors import UserError
+from .urls import check_base_url
 
 PROVIDERS: dict[str, str] = {
     "openai": "judges.openai_api",
@@ -48,6 +49,10 @@ def build_judge(spec: str, options: JudgeOptions) -> Judge:
         module = importlib.import_module("judges.ray_replicas")  # the engines on Ray
         ray_judge: Judge = module.build(model, options)
         return ray_judge
+    if options.base_url is not None:  # before any request: see judges/urls.py
+        options = replace(options, base_url=check_base_url(options.base_url))
+    if options.base_urls:
+        options = replace(options, base_urls=tuple(check_base_url(u) for u in options.base_urls))
     module = importlib.import_module(PROVIDERS[provider])
     urls = options.base_urls or ((options.base_url,) if options.base_url else ())
     if len(urls) > 1 or options.judge_id:

@@ -106,7 +106,8 @@ def test_anthropic_response_reading() -> None:
             "usage": {"input_tokens": 10, "output_tokens": 3, "cache_read_input_tokens": 5},
         }
     )
-    assert (c.text, c.reasoning, c.finish_reason, c.usage) == ("[[B]]", "hmm", "stop", Usage(15, 3))
+    assert (c.text, c.reasoning, c.finish_reason) == ("[[B]]", "hmm", "stop")
+    assert c.usage == Usage(15, 3, cached_input_tokens=5)
     assert parse_message({"content": [], "stop_reason": "max_tokens"}).finish_reason == "length"
 
 

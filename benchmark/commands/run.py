@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from benchmark.api import run
 from benchmark.commands.flags import add_flags, from_values
 from benchmark.config import load_run_config
 from benchmark.options import RunOptions, fields_in
+from benchmark.reporting.escape import for_terminal
 from benchmark.reporting.facts import run_label
 from benchmark.reporting.markdown import paper_table
 from benchmark.rundir import read_manifest
@@ -19,7 +22,8 @@ from judges.pricing import load_prices
 # the flag groups of `rmb run --help`, in order
 GROUPS = ("main", "selection", "plan", "judge", "run")
 
-EXIT_INTERRUPTED, EXIT_BUDGET = 130, 3
+EXIT_INTERRUPTED, EXIT_BUDGET, EXIT_FAILED = 130, 3, 4
+FAILED_SHARE = 0.9  # a run is failed when this share of the requests it sent failed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,6 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(
                 f"cost              ${e.cost_input_usd:.4f} (input alone) to "
                 f"${e.cost_max_usd:.4f} (every answer at max tokens)"
+                + (" at batch prices (50%)" if options.batch else "")
             )
         print(f"run directory     {result.run_dir}  (nothing was sent)")
         return 0
@@ -77,7 +82,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{result.cache_hits:,} from the cache, {result.sent:,} sent, {result.retries:,} retries, {result.failed:,} failed; "
         f"${result.spent_usd:.4f} spent; {result.wall_s:.1f} s"
     )
+    if result.counters.cached_input_tokens:
+        share = result.counters.cached_input_tokens / max(1, result.counters.input_tokens)
+        summary += f"; {share:.0%} of input tokens read from the provider's prompt cache"
     resume = "rmb " + shlex.join(sys.argv[1:])
+    if result.status == "pending":
+        print(
+            f"rmb: batches are running at the provider. {summary}\nTo collect their answers "
+            f"and submit what is missing, rerun:\n  {resume}\n(or `rmb batches collect`; "
+            "`rmb batches list` shows them)",
+            file=sys.stderr,
+        )
+        return 0 if options.no_wait else EXIT_INTERRUPTED
     if result.status == "interrupted":
         print(
             f"rmb: stopped. {summary}\nAnswers so far are cached; to resume run:\n  {resume}",
@@ -91,9 +107,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_BUDGET
+    if result.sent and result.failed >= FAILED_SHARE * result.sent:
+        print(
+            f"rmb: error: {result.failed:,} of the {result.sent:,} requests sent failed "
+            f"({failure_reasons(result.judged)}); the scores would mean nothing. {summary}. "
+            "Fix that and rerun the same command: failed requests are asked again, answers "
+            "are kept",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     if not quiet:
         if result.scores is not None:
-            print(paper_table(run_label(read_manifest(result.run_dir)), result.scores))
+            label = run_label(read_manifest(result.run_dir))
+            print(for_terminal(paper_table(label, result.scores)))
         print(summary)
         print(f"run: {result.run_dir}" + "".join(f"\n  {p}" for p in result.reports))
     return 0
+
+
+def failure_reasons(judged: Any, shown: int = 2) -> str:
+    """The commonest reasons the requests of this run failed, with their counts."""
+    reasons = Counter(
+        j.verdict.reason[:160]
+        for j in judged
+        if not j.cached and j.verdict.kind == "invalid" and j.finish_reason != "stop"
+    )
+    top = "; ".join(f"{n:,}x {r}" for r, n in reasons.most_common(shown))
+    return for_terminal(top, keep_newlines=False) or "no reason given"

@@ -18,6 +18,7 @@ class Counters:
     answered: int = 0
     failed: int = 0  # error/refused/empty/cut-off answers (not cached, asked again next run)
     input_tokens: int = 0
+    cached_input_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
     output_tokens: int = 0
     spent_usd: float = 0.0
     retries: int = 0  # the judge's retries during this run (429/5xx/timeouts/resets)
@@ -36,6 +37,7 @@ class Counters:
             "failed": self.failed,
             "retries": self.retries,
             "input_tokens": self.input_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
             "output_tokens": self.output_tokens,
             "spent_usd": self.spent_usd,
         }
