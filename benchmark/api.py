@@ -417,17 +417,17 @@ async def arun(
                 store.close()
             del prepared  # its index of keys (MBs on the full RMB) is not needed past judging
             result = _finish(run, outcome, judged, resume_hint)
+            if (e := outcome.error) is not None:  # the judge's server died: recorded, now say so
+                if resume_hint and not getattr(e, "__notes__", None):
+                    e.add_note(f"Answers so far are cached; to resume run:\n  {resume_hint}")
+                raise e
+            return result
         finally:
             if lock is not None:
                 lock.release()
     finally:
         if judge is None:
             await the_judge.aclose()
-    if (e := outcome.error) is not None:  # the judge's server died: recorded, now say how to go on
-        if resume_hint and not getattr(e, "__notes__", None):
-            e.add_note(f"Answers so far are cached; to resume run:\n  {resume_hint}")
-        raise e
-    return result
 
 
 def _blocking(f: Callable[P, Coroutine[Any, Any, RunResult]]) -> Callable[P, RunResult]:

@@ -292,7 +292,7 @@ class _Execution:
     async def run(
         self, concurrency: int, progress: bool, handle_signals: bool, grace_s: float
     ) -> str:
-        """Run the workers to the end; the status: complete | interrupted | budget."""
+        """Run the workers to the end; the status: complete | interrupted | budget | stopped."""
         is_batch = isinstance(self.judge, BatchJudge)
         # a judge over many engines (several servers, Ray replicas) says how many requests
         # keep them all fed; the workers are what hands it requests
