@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from loopback_server import LoopbackServer
 
-from judges.anthropic_api import AnthropicJudge
 from judges.base import ChatRequest, JudgeOptions, Message
 from judges.errors import JudgeSetupError, UserError
-from judges.http_judge import HttpJudge
-from judges.openai_api import OpenAIJudge
+from judges.http.judge import HttpJudge
+from judges.providers.anthropic_api import AnthropicJudge
+from judges.providers.openai_api import OpenAIJudge
 from judges.registry import build_judge, default_judge_spec, parse_spec
 
 SECRET = "sk-test-SECRET-0123456789abcdef"

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from loopback_server import LoopbackServer
 
-from judges.anthropic_api import messages_body, parse_message
 from judges.base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, Message, Usage
 from judges.errors import JudgeSetupError, UserError
-from judges.http_judge import classify_status, parse_retry_after
+from judges.http.judge import classify_status, parse_retry_after
 from judges.limits import TokenBucket, TransientError
-from judges.openai_api import chat_body, parse_chat_completion
 from judges.pricing import cost_usd, load_prices, price_of, reset_prices
+from judges.providers.anthropic_api import messages_body, parse_message
+from judges.providers.openai_api import chat_body, parse_chat_completion
 from judges.registry import build_judge
 
 REQ = ChatRequest(

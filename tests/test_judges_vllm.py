@@ -10,7 +10,7 @@ import pytest
 
 from judges.base import ChatRequest, JudgeOptions, Message
 from judges.errors import JudgeSetupError
-from judges.vllm_inproc import conversation, sampling_params_for
+from judges.providers.vllm_inproc import conversation, sampling_params_for
 
 MSGS = (Message("system", "Be fair."), Message("user", "A or B?"))
 

@@ -23,10 +23,10 @@ from typing import Any, Self
 
 import orjson
 
-from .base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, JudgeStats, Usage
-from .errors import JudgeSetupError
-from .limits import MAX_RETRY_AFTER_S, Limiter, TransientError, estimate_tokens, retry_policy
-from .pricing import cost_usd
+from ..base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, JudgeStats, Usage
+from ..errors import JudgeSetupError
+from ..limits import MAX_RETRY_AFTER_S, Limiter, TransientError, estimate_tokens, retry_policy
+from ..pricing import cost_usd
 
 log = logging.getLogger("judges")
 

@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .base import (
+from ..base import (
     ChatRequest,
     Completion,
     FinishReason,
@@ -41,7 +41,7 @@ from .base import (
     TokenLogprob,
     Usage,
 )
-from .errors import JudgeSetupError
+from ..errors import JudgeSetupError
 
 # how long `complete` waits for company before sending a batch (requests that arrive while a
 # batch runs join the next one anyway)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from .base import ChatRequest, Completion, JudgeOptions, Usage
-from .errors import JudgeSetupError
-from .http_judge import SDK_HTTP, HttpJudge, MemoURL
+from ..base import ChatRequest, Completion, JudgeOptions, Usage
+from ..errors import JudgeSetupError
+from ..http.judge import SDK_HTTP, HttpJudge, MemoURL
 
 HOSTED_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"  # the lean transport's anthropic-version header (the SDK sends its own)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from .base import (
+from ..base import (
     ChatRequest,
     Completion,
     FinishReason,
@@ -18,8 +18,8 @@ from .base import (
     TokenLogprob,
     Usage,
 )
-from .errors import JudgeSetupError
-from .http_judge import SDK_HTTP, HttpJudge, MemoURL
+from ..errors import JudgeSetupError
+from ..http.judge import SDK_HTTP, HttpJudge, MemoURL
 
 HOSTED_URL = "https://api.openai.com/v1"
 KEY_ENV = "OPENAI_API_KEY"
