@@ -136,7 +136,7 @@ def prepare(
                 memo[c.item_uid, c.shown] = messages
         return options.request(
             messages,
-            identity.model,
+            identity,
             sample_index=c.sample_index,
             max_tokens=template.max_tokens,
             top_logprobs=template.top_logprobs,

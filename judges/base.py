@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from . import models
+
 Role = Literal["system", "user", "assistant"]
 
 
@@ -22,9 +24,12 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
+    """Exactly what is sent (resolved by the model family's rules, `judges.models`): a field
+    that is None is not sent."""
+
     messages: tuple[Message, ...]
     model: str
-    temperature: float = 0.0
+    temperature: float | None = 0.0
     max_tokens: int = 1024
     seed: int | None = None
     top_logprobs: int | None = None
@@ -32,9 +37,25 @@ class ChatRequest:
     response_format: str | None = None
     # the k-th independent sample of the same prompt (majority voting); part of the key
     sample_index: int = 0
+    # reasoning controls: OpenAI `reasoning_effort` (Anthropic `output_config.effort`),
+    # OpenAI `verbosity`, Anthropic thinking ("adaptive" | "disabled" | budget tokens)
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    thinking: str | None = None
+    # vLLM / SGLang chat-template arguments (e.g. {"enable_thinking": false}) and anything else
+    # a server accepts, merged into the body last
+    chat_template_kwargs: dict[str, Any] | None = None
+    extra_body: dict[str, Any] | None = None
 
     def canonical_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        d = asdict(self)
+        for name in _ADDED_FIELDS:  # unset: left out, so keys made before they existed hold
+            if d[name] is None:
+                del d[name]
+        return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+_ADDED_FIELDS = ("reasoning_effort", "verbosity", "thinking", "chat_template_kwargs", "extra_body")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +78,14 @@ def cache_key(identity: JudgeIdentity, request: ChatRequest) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens billed. `input_tokens` is the whole prompt; `cached_input_tokens` the part read
+    from the provider's prompt cache (billed at its discount); `output_tokens` includes
+    `reasoning_tokens` (billed as output, never shown)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +161,8 @@ class JudgeStats:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    # some usage had no known price: cost_usd is a floor, reported as "cost unknown"
+    cost_unknown: bool = False
 
 
 @runtime_checkable
@@ -157,13 +186,19 @@ class BatchJudge(Judge, Protocol):
     async def complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]: ...
 
 
+DEFAULT: Literal["default"] = "default"
+
+
 @dataclass(frozen=True, slots=True)
 class JudgeOptions:
-    """Per-judge settings. Sampling fields go into every ChatRequest; the rest shape how it is
-    sent (never part of a cache key)."""
+    """Per-judge settings. Sampling and reasoning fields go into every ChatRequest (resolved
+    by the model family's rules); the rest shape how it is sent (never part of a cache key)."""
 
-    temperature: float = 0.0
-    max_tokens: int = 1024
+    # "default": 0 where the model family takes a temperature, not sent where it does not;
+    # None: never sent
+    temperature: float | Literal["default"] | None = DEFAULT
+    # None: 1024, or 16384 when the model reasons (thinking tokens count against the limit)
+    max_tokens: int | None = None
     seed: int | None = 0
     top_logprobs: int | None = None
     system_prompt: str | None = None
@@ -180,30 +215,71 @@ class JudgeOptions:
     # aiohttp session, same body/parse/errors, ~4x less CPU per request), None = the backend's
     # default (lean for a custom --base-url server, the SDK for the hosted API)
     transport: str | None = None
+    # reasoning controls (None: the API's own default); see ChatRequest
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    thinking: str | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    extra_body: dict[str, Any] | None = None
+    # Anthropic API version both transports send (None: judges.models.ANTHROPIC_VERSION)
+    api_version: str | None = None
+
+    def shaped(
+        self,
+        judge: JudgeIdentity | str,
+        *,
+        max_tokens: int | None = None,
+        top_logprobs: int | None = None,
+    ) -> models.Shaped:
+        """The sampling and reasoning fields for this judge's model family (a template may
+        ask for its own max_tokens and top_logprobs); a UserError when the family refuses
+        what was asked."""
+        who = judge if isinstance(judge, JudgeIdentity) else JudgeIdentity("", judge)
+        asked = models.Asked(
+            temperature=None if self.temperature == DEFAULT else self.temperature,
+            temperature_set=self.temperature != DEFAULT,
+            max_tokens=self.max_tokens,
+            template_max_tokens=max_tokens,
+            top_logprobs=top_logprobs if top_logprobs is not None else self.top_logprobs,
+            reasoning_effort=self.reasoning_effort,
+            thinking=self.thinking,
+            verbosity=self.verbosity,
+            api_version=self.api_version,
+        )
+        hosted = who.provider in ("openai", "anthropic") and not who.base_url
+        return models.shape(who.provider, who.model, asked, hosted=hosted)
 
     def request(
         self,
         messages: Sequence[Message],
-        model: str,
+        judge: JudgeIdentity | str,
         *,
         sample_index: int = 0,
         max_tokens: int | None = None,
         top_logprobs: int | None = None,
         response_format: str | None = None,
+        shaped: models.Shaped | None = None,
     ) -> ChatRequest:
-        """Build the request for rendered messages. A template may ask for its own max_tokens,
-        top_logprobs or JSON mode; the judge's system prompt, if set, goes first."""
+        """Build the request for rendered messages to `judge` (its identity, or a bare model
+        name: an unknown family). `shaped` (from `shaped()`, the same for every request of a
+        run) saves resolving the rules per request; the judge's system prompt goes first."""
         msgs = tuple(messages)
         if self.system_prompt and not (msgs and msgs[0].role == "system"):
             msgs = (Message("system", self.system_prompt), *msgs)
+        s = shaped or self.shaped(judge, max_tokens=max_tokens, top_logprobs=top_logprobs)
         return ChatRequest(
             messages=msgs,
-            model=model,
-            temperature=self.temperature,
-            max_tokens=max_tokens if max_tokens is not None else self.max_tokens,
+            model=judge.model if isinstance(judge, JudgeIdentity) else judge,
+            temperature=s.temperature,
+            max_tokens=s.max_tokens,
             # sampling k>0 with temperature 0 would repeat sample 0: vary the seed per sample
             seed=None if self.seed is None else self.seed + sample_index,
-            top_logprobs=top_logprobs if top_logprobs is not None else self.top_logprobs,
+            top_logprobs=s.top_logprobs,
             response_format=response_format,
             sample_index=sample_index,
+            reasoning_effort=s.reasoning_effort,
+            verbosity=s.verbosity,
+            thinking=s.thinking,
+            chat_template_kwargs=self.chat_template_kwargs,
+            extra_body=self.extra_body,
         )
