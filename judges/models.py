@@ -91,43 +91,47 @@ class Family:
 _OAI_CHAT = "max_completion_tokens"
 _GPT5_EFFORTS = ("none", "low", "medium", "high", "xhigh")
 
+
+def _gpt5x(
+    name: str, match: str, efforts: tuple[str, ...], temperature: Support, source: str
+) -> Family:
+    """GPT-5.1 and later: effort none by default, logprobs only at none."""
+    return Family(
+        name,
+        "*",
+        match,
+        temperature=temperature,
+        token_field=_OAI_CHAT,
+        logprobs="effort-none",
+        efforts=efforts,
+        default_effort="none",
+        verbosity=True,
+        source=source,
+    )
+
+
 FAMILIES: tuple[Family, ...] = (
     # ---- OpenAI (Chat Completions)
-    Family(
+    _gpt5x(
         "openai-gpt-5.6",
-        "*",
         r"gpt-(?:5\.6|6)(?:$|[-.])",  # gpt-5.6, gpt-5.6-sol/terra/luna, gpt-6-*
-        temperature="no",
-        token_field=_OAI_CHAT,
-        logprobs="effort-none",
-        efforts=_GPT5_EFFORTS,
-        default_effort="none",
-        verbosity=True,
-        source="replicate gpt-5.6-sol (effort none default); vane#1173 (temperature 1 only)",
+        _GPT5_EFFORTS,
+        "no",
+        "replicate gpt-5.6-sol (effort none default); vane#1173 (temperature 1 only)",
     ),
-    Family(
+    _gpt5x(
         "openai-gpt-5.2+",
-        "*",
         r"gpt-5\.[2-5](?:$|[-.])",
-        temperature="effort-none",
-        token_field=_OAI_CHAT,
-        logprobs="effort-none",
-        efforts=_GPT5_EFFORTS,
-        default_effort="none",
-        verbosity=True,
-        source="OpenAI GPT-5.2 guide; ReasoningEffort schema (xhigh after gpt-5.1-codex-max)",
+        _GPT5_EFFORTS,
+        "effort-none",
+        "OpenAI GPT-5.2 guide; ReasoningEffort schema (xhigh after gpt-5.1-codex-max)",
     ),
-    Family(
+    _gpt5x(
         "openai-gpt-5.1",
-        "*",
         r"gpt-5\.1(?:$|-)",
-        temperature="effort-none",
-        token_field=_OAI_CHAT,
-        logprobs="effort-none",
-        efforts=("none", "low", "medium", "high"),
-        default_effort="none",
-        verbosity=True,
-        source="ReasoningEffort schema: gpt-5.1 defaults to none; none/low/medium/high",
+        ("none", "low", "medium", "high"),
+        "effort-none",
+        "ReasoningEffort schema: gpt-5.1 defaults to none; none/low/medium/high",
     ),
     Family(
         "openai-gpt-5-chat",
@@ -264,22 +268,29 @@ def family_of(provider: str, model: str, *, hosted: bool = False) -> Family:
     return _HOSTED_GENERIC if hosted else GENERIC
 
 
-def load_rules(path: str | Path) -> None:
-    """Add families from a TOML or JSON file; each entry may start `like` a built-in family:
-    `[families.my-gpt] match = "my-gpt" like = "openai-gpt-5" temperature = "no"`."""
+def read_table(path: str | Path, what: str) -> dict[str, Any]:
+    """A user's TOML (by its suffix) or JSON file holding a mapping, or a one-line UserError."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
         data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
     except (OSError, ValueError) as exc:
-        raise UserError(f"{p}: cannot read the model rules: {exc}") from None
-    entries = data.get("families", data) if isinstance(data, dict) else None
-    if not isinstance(entries, dict):
-        raise UserError(f"{p}: the model rules must map a family name to its rules")
-    set_rules(entries, where=str(p))
+        raise UserError(f"{p}: cannot read the {what}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: the {what} must be a mapping of model -> its entry")
+    return data
+
+
+def load_rules(path: str | Path) -> None:
+    """Add families from a TOML or JSON file; each entry may start `like` a built-in family:
+    `[families.my-gpt] match = "my-gpt" like = "openai-gpt-5" temperature = "no"`."""
+    data = read_table(path, "model rules")
+    set_rules(data.get("families", data), where=str(path))
 
 
 def set_rules(entries: Mapping[str, Any], *, where: str = "model rules") -> None:
+    if not isinstance(entries, Mapping):
+        raise UserError(f"{where}: the model rules must map a family name to its rules")
     known = {f.name: f for f in FAMILIES}
     names = {f.name for f in fields(Family)}
     for name, entry in entries.items():

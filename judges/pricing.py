@@ -11,8 +11,6 @@ the reports say "cost unknown"."""
 from __future__ import annotations
 
 import functools
-import json
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from urllib.parse import urlsplit
 
 from .base import JudgeIdentity, Usage
 from .errors import UserError
+from .models import read_table
 
 # judges that run on this machine: no bill
 FREE_PROVIDERS = frozenset({"local", "vllm", "vllm-server", "loopback"})
@@ -87,15 +86,7 @@ def set_prices(overrides: Mapping[str, Mapping[str, float]], *, where: str = "pr
 
 def load_prices(path: str | Path) -> None:
     """Override prices from a TOML or JSON file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-        data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{p}: cannot read the price table: {exc}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{p}: the price table must be a mapping of model -> prices")
-    set_prices(data, where=str(p))
+    set_prices(read_table(path, "price table"), where=str(path))
 
 
 def reset_prices() -> None:

@@ -1,0 +1,132 @@
+"""`rmb run` with today's frontier judges, as a user types it, against the test server that
+answers the way the providers document (tests/loopback_server.py): default options complete
+with valid verdicts; a request shape rejected on every item stops early and resumes; an
+unpriced remote model says "cost unknown"."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loopback_server import LoopbackServer
+
+REPO = Path(__file__).resolve().parent.parent
+KEY_ENV = "LOOPBACK_KEY"
+# 20 real RMB pairwise items (both orders: 40 comparisons)
+SELECTION = ("--set", "pairwise", "--goal", "helpfulness", "--task", "Code", "--limit", "20")
+
+
+def rmb_run(
+    judge: str, base_url: str, tmp: Path, rmb_dir: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmark.cli",
+        "run",
+        "--judge",
+        judge,
+        "--base-url",
+        base_url,
+        "--api-key-env",
+        KEY_ENV,
+        "--data",
+        str(rmb_dir),
+        *SELECTION,
+        "--cache-dir",
+        str(tmp / "cache"),
+        "--runs-dir",
+        str(tmp / "runs"),
+        "--bootstrap",
+        "20",
+        "--quiet",
+        *extra,
+    ]
+    env = {**os.environ, KEY_ENV: "sk-loopback"}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+
+def verdicts(tmp: Path) -> list[dict[str, Any]]:
+    (run_dir,) = (tmp / "runs").iterdir()
+    lines = (run_dir / "comparisons.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def valid_share(tmp: Path) -> float:
+    got = verdicts(tmp)
+    return sum(1 for v in got if v["verdict"]["kind"] != "invalid") / len(got)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("judge", "extra"),
+    [
+        ("openai:gpt-4.1", ()),
+        ("openai:gpt-5", ()),
+        ("openai:gpt-5.6-sol", ()),
+        ("openai:gpt-5.1", ("--template", "pairwise-logprob")),
+        ("anthropic:claude-sonnet-4-5", ("--transport", "sdk")),
+        ("anthropic:claude-sonnet-4-5", ("--transport", "lean")),
+        ("anthropic:claude-opus-5", ()),
+    ],
+)
+def test_frontier_judges_complete_with_default_options(
+    loopback: LoopbackServer, rmb_dir: Path, tmp_path: Path, judge: str, extra: tuple[str, ...]
+) -> None:
+    url = loopback.anthropic_base_url if judge.startswith("anthropic") else loopback.openai_base_url
+    done = rmb_run(judge, url, tmp_path, rmb_dir, *extra)
+    assert done.returncode == 0, done.stderr
+    share = valid_share(tmp_path)
+    assert share >= 0.9, (share, done.stderr)
+    stats = loopback.stats()
+    assert set(stats["status"]) == {"200"}, stats["status"]  # not one request rejected
+    print(f"{judge} {' '.join(extra)}: {stats['requests']} requests, {share:.0%} valid")
+
+
+@pytest.mark.slow
+def test_a_judge_rejected_on_every_request_stops_early_and_resumes(
+    loopback: LoopbackServer, rmb_dir: Path, tmp_path: Path
+) -> None:
+    # 12 answers, then the server rejects every request (an nginx 400 page: a shape the API
+    # refuses for every item looks the same from here)
+    loopback.configure(script=["ok"] * 12, faults={"html": 1.0})
+    stopped = rmb_run("openai:gpt-4.1", loopback.openai_base_url, tmp_path, rmb_dir)
+    assert stopped.returncode == 2, stopped.stderr
+    message = stopped.stderr.strip().splitlines()[-1]
+    assert "same rejection on 5 requests in a row" in message and "400 Bad Request" in message
+    stats = loopback.stats()
+    rejected = stats["status"].get("400", 0)
+    assert stats["status"].get("200") == 12 and 5 <= rejected <= 20, stats["status"]
+    # fixed (here: the server answers again); the rerun resumes from the cache
+    loopback.configure(faults={})
+    before = stats["requests"]
+    resumed = rmb_run("openai:gpt-4.1", loopback.openai_base_url, tmp_path, rmb_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert loopback.stats()["requests"] - before == 40 - 12  # nothing answered is asked again
+    assert valid_share(tmp_path) == 1.0
+
+
+@pytest.mark.slow
+def test_an_unpriced_remote_model_says_cost_unknown(
+    loopback: LoopbackServer, rmb_dir: Path, tmp_path: Path
+) -> None:
+    # the same server under an address that is not this machine's loopback name: a remote
+    # OpenAI-compatible server whose model no price table knows
+    remote = f"http://[::ffff:127.0.0.1]:{loopback.port}/v1"
+    refused = rmb_run("openai:my-finetune", remote, tmp_path, rmb_dir, "--max-cost", "5")
+    assert refused.returncode == 2 and loopback.stats()["requests"] == 0
+    assert "--max-cost: no price is known for openai:my-finetune" in refused.stderr
+    dry = rmb_run("openai:my-finetune", remote, tmp_path, rmb_dir, "--dry-run")
+    assert dry.returncode == 0 and "cost unknown" in dry.stdout + dry.stderr
+    done = rmb_run("openai:my-finetune", remote, tmp_path, rmb_dir)
+    assert done.returncode == 0, done.stderr
+    assert "cost unknown" in done.stdout + done.stderr and "$0.0000" not in done.stdout
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["counts"]["spent_usd"] is None
+    assert "cost unknown" in (run_dir / "report.md").read_text()
