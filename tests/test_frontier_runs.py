@@ -102,6 +102,7 @@ def test_a_judge_rejected_on_every_request_stops_early_and_resumes(
     stats = loopback.stats()
     rejected = stats["status"].get("400", 0)
     assert stats["status"].get("200") == 12 and 5 <= rejected <= 20, stats["status"]
+    print(f"stopped after {rejected} rejected requests: {message}")
     # fixed (here: the server answers again); the rerun resumes from the cache
     loopback.configure(faults={})
     before = stats["requests"]

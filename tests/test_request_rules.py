@@ -388,3 +388,30 @@ async def test_out_of_credit_stops_at_the_first_request(
     finally:
         await judge.aclose()
     assert loopback.stats()["requests"] == 1
+
+
+@pytest.mark.parametrize("transport", ["sdk", "lean"])
+async def test_a_gemini_list_error_body_is_read_and_its_streak_stops(
+    loopback: LoopbackServer, transport: str
+) -> None:
+    """Gemini's OpenAI endpoint answers a request it refuses with a JSON *list*; a user's rules
+    that wrongly claim logprobs get that on every request: read, and stopped at the fifth."""
+    os.environ.setdefault(KEY_ENV, "sk-loopback")
+    models.set_rules(
+        {"gemini-with-logprobs": {"like": "gemini", "match": "gemini-", "logprobs": "yes"}}
+    )
+    options = JudgeOptions(
+        base_url=loopback.openai_base_url, api_key_env=KEY_ENV, transport=transport
+    )
+    judge = build_judge("openai:gemini-2.5-flash", options)
+    try:
+        request = options.request(PROMPT, judge.identity, top_logprobs=5, max_tokens=1)
+        for _ in range(4):
+            c = await judge.complete(request)
+            assert c.error == "request rejected: HTTP 400: Request contains an invalid argument."
+        with pytest.raises(JudgeSetupError, match="same rejection on 5 requests in a row"):
+            await judge.complete(request)
+    finally:
+        models.reset_rules()
+        await judge.aclose()
+    assert loopback.stats()["status"] == {"400": 5}
