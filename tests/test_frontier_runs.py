@@ -131,3 +131,21 @@ def test_an_unpriced_remote_model_says_cost_unknown(
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["counts"]["spent_usd"] is None
     assert "cost unknown" in (run_dir / "report.md").read_text()
+
+
+def test_rmb_prices_shows_rates_their_source_and_what_is_sent(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmark.cli import main
+
+    assert main(["prices", "anthropic:claude-opus-4-7", "openai:gpt-5.1", "openai:o3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    # the list price (the old hand table charged $15/$75 by the claude-opus-4 prefix)
+    assert out[0].startswith("anthropic:claude-opus-4-7: input $5,") and "output $25" in out[0]
+    assert (
+        "[genai-prices " in out[0] and out[1] == "  sends: temperature not sent, token limit 1,024"
+    )
+    assert out[3] == "  sends: temperature 0, token limit 1,024, reasoning effort none"
+    assert out[5] == "  sends: temperature not sent, token limit 16,384 (room to reason)"
+    assert main(["prices", "openai:my-model", "--base-url", "https://my.example/v1"]) == 0
+    assert "cost unknown" in capsys.readouterr().out
