@@ -12,7 +12,7 @@ import pytest
 from loopback_server import LoopbackServer
 
 from judges import models
-from judges.base import DEFAULT, ChatRequest, Completion, JudgeIdentity, JudgeOptions, Message
+from judges.base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, Message
 from judges.errors import JudgeSetupError, UserError
 from judges.http.status import RejectionStreak, classify_status, error_message
 from judges.registry import build_judge
@@ -330,25 +330,25 @@ async def test_the_server_rejects_what_the_live_apis_reject(loopback: LoopbackSe
 
 
 @pytest.mark.parametrize("transport", ["sdk", "lean"])
+@pytest.mark.parametrize("spec", ["openai:gpt-5", "anthropic:claude-opus-5"])
 async def test_an_answer_emptied_by_reasoning_says_so_with_its_cost(
-    loopback: LoopbackServer, transport: str
+    loopback: LoopbackServer, transport: str, spec: str
 ) -> None:
+    """gpt-5 at medium effort and Claude Opus 5 (thinking by default) spend more than 1,024
+    tokens thinking: with that limit the answer is empty, billed, and says why."""
     os.environ.setdefault(KEY_ENV, "sk-loopback")
-    options = JudgeOptions(
-        base_url=loopback.openai_base_url,
-        api_key_env=KEY_ENV,
-        transport=transport,
-        max_tokens=1024,
-        temperature=DEFAULT,
-    )
-    judge = build_judge("openai:gpt-5", options)  # medium effort spends 1,200 tokens thinking
+    base = loopback.anthropic_base_url if spec.startswith("anthropic") else loopback.openai_base_url
+    options = JudgeOptions(base_url=base, api_key_env=KEY_ENV, transport=transport, max_tokens=1024)
+    judge = build_judge(spec, options)
     try:
         c = await judge.complete(options.request(PROMPT, judge.identity))
     finally:
         await judge.aclose()
     assert c.finish_reason == "length" and not c.is_answer
-    assert "reasoning used the whole token limit" in (c.error or "")
-    assert c.usage.reasoning_tokens == c.usage.output_tokens == 1024
+    assert "used the whole token limit" in (c.error or "") and "raise --max-tokens" in (
+        c.error or ""
+    )
+    assert c.usage.output_tokens == 1024
 
 
 async def test_a_200_without_a_message_is_invalid_not_bought_again(
