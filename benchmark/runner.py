@@ -401,11 +401,13 @@ async def execute(
             counters.failed += 1
 
     def fail(e: BaseException) -> None:
-        # a bad key or a bug: stop at once, drop what is in flight (answers so far are kept)
+        # a bad key, a rejected request shape or a bug: send nothing more; answers in flight
+        # (already paid for) get the grace period to land and be committed, then the rest is
+        # cancelled (a second failure does not extend it)
         fatal.append(e)
-        stop.set()
-        for w in workers:
-            w.cancel()
+        if not stop.is_set():
+            stop.set()
+            loop.call_later(grace_s, cancel_all)
 
     def take() -> tuple[str, ChatRequest, float] | None:
         """The next request the budget allows, or None (all sent, or the budget is spent)."""

@@ -212,6 +212,7 @@ class HttpJudge:
         if self._loop is not None:
             self.limiter = self._new_limiter()
             self._drop_clients()
+            self.streak = RejectionStreak()  # a new run starts with a clean record
         self._loop = loop
         self._probe = asyncio.Lock()
 
@@ -263,6 +264,7 @@ class HttpJudge:
             # the API rejected the last request: send one at a time until it answers again,
             # so a shape it rejects for every item stops the run within a few requests
             async with self._probe:
+                self.streak.check()  # stopped while this one waited: it is never sent
                 return await self._complete(request)
         return await self._complete(request)
 

@@ -201,6 +201,7 @@ class RejectionStreak:
         self.k = k
         self.count = 0
         self.last: str | None = None
+        self.stopped: JudgeSetupError | None = None
 
     @staticmethod
     def signature(completion: Completion) -> str | None:
@@ -220,11 +221,17 @@ class RejectionStreak:
         self.count = self.count + 1 if sig == self.last else 1
         self.last = sig
         if self.count >= self.k:
-            raise JudgeSetupError(
+            self.stopped = JudgeSetupError(
                 f"{who}: stopped after the same rejection on {self.count} requests in a row: "
                 f"{completion.error}. Change {option_for(completion.error or '', None)}; rerun "
                 "the same command afterwards (answers so far are cached)."
             )
+        self.check()
+
+    def check(self) -> None:
+        """Raise the stop, once the streak has tripped (nothing more is sent)."""
+        if self.stopped is not None:
+            raise self.stopped
 
     @property
     def rejecting(self) -> bool:
