@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from . import models
@@ -49,13 +49,10 @@ class ChatRequest:
 
     def canonical_json(self) -> str:
         d = asdict(self)
-        for name in _ADDED_FIELDS:  # unset: left out, so keys made before they existed hold
+        for name in REASONING_OPTIONS:  # unset: left out, so keys made before they existed hold
             if d[name] is None:
                 del d[name]
         return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-_ADDED_FIELDS = ("reasoning_effort", "verbosity", "thinking", "chat_template_kwargs", "extra_body")
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +184,14 @@ class BatchJudge(Judge, Protocol):
 
 
 DEFAULT: Literal["default"] = "default"
+# the reasoning controls a user or a template may set (JudgeOptions and ChatRequest fields)
+REASONING_OPTIONS = (
+    "reasoning_effort",
+    "verbosity",
+    "thinking",
+    "chat_template_kwargs",
+    "extra_body",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +229,14 @@ class JudgeOptions:
     # Anthropic API version both transports send (None: judges.models.ANTHROPIC_VERSION)
     api_version: str | None = None
 
+    def with_defaults(self, asks: Mapping[str, Any]) -> JudgeOptions:
+        """These options, with a template's reasoning settings (its front matter) where the
+        user set none: the user's flag wins, the template's default fills the gap."""
+        unset = {
+            k: v for k, v in asks.items() if k in REASONING_OPTIONS and getattr(self, k) is None
+        }
+        return replace(self, **unset) if unset else self
+
     def shaped(
         self,
         judge: JudgeIdentity | str,
@@ -258,15 +271,13 @@ class JudgeOptions:
         max_tokens: int | None = None,
         top_logprobs: int | None = None,
         response_format: str | None = None,
-        shaped: models.Shaped | None = None,
     ) -> ChatRequest:
         """Build the request for rendered messages to `judge` (its identity, or a bare model
-        name: an unknown family). `shaped` (from `shaped()`, the same for every request of a
-        run) saves resolving the rules per request; the judge's system prompt goes first."""
+        name: an unknown family, sent as given); the judge's system prompt goes first."""
         msgs = tuple(messages)
         if self.system_prompt and not (msgs and msgs[0].role == "system"):
             msgs = (Message("system", self.system_prompt), *msgs)
-        s = shaped or self.shaped(judge, max_tokens=max_tokens, top_logprobs=top_logprobs)
+        s = self.shaped(judge, max_tokens=max_tokens, top_logprobs=top_logprobs)
         return ChatRequest(
             messages=msgs,
             model=judge.model if isinstance(judge, JudgeIdentity) else judge,

@@ -415,3 +415,13 @@ async def test_a_gemini_list_error_body_is_read_and_its_streak_stops(
         models.reset_rules()
         await judge.aclose()
     assert loopback.stats()["status"] == {"400": 5}
+
+
+def test_a_templates_reasoning_settings_fill_only_what_the_user_left_unset() -> None:
+    asks = {"reasoning_effort": "none", "chat_template_kwargs": {"enable_thinking": False}}
+    assert JudgeOptions().with_defaults(asks).reasoning_effort == "none"
+    mine = JudgeOptions(reasoning_effort="low").with_defaults(asks)
+    assert mine.reasoning_effort == "low" and mine.chat_template_kwargs == {
+        "enable_thinking": False
+    }
+    assert JudgeOptions().with_defaults({"max_tokens": 9}) == JudgeOptions()  # not a reasoning key
