@@ -20,11 +20,11 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from loopback_server import Format, judge_text  # noqa: E402
 from throughput import MODEL, pairwise_items  # noqa: E402
 
-from benchmark.plan import plan  # noqa: E402
-from benchmark.verdicts import parse  # noqa: E402
+from benchmark.plan import plan, render_comparison  # noqa: E402
 from judges.base import Completion, JudgeIdentity, JudgeOptions, Usage, cache_key  # noqa: E402
 from judges.cache import CacheStore  # noqa: E402
 from prompts import load_template  # noqa: E402
+from prompts.parsers import parse  # noqa: E402
 
 BATCH = 256  # answers per cache transaction / keys per lookup, as in the runner
 
@@ -39,17 +39,7 @@ def measure(n: int = 2000) -> dict[str, Any]:
     pairs = [(by_uid[c.item_uid], c) for c in comparisons]
 
     t = time.perf_counter()
-    rendered = []
-    for it, c in pairs:
-        cands = it.candidates()
-        rendered.append(
-            tpl.render(
-                conversation=it.conversation,
-                responses=[cands[cid].text for cid in c.shown],
-                goal=it.category.goal,
-                category=it.category,
-            )
-        )
+    rendered = [render_comparison(tpl, it, c.shown) for it, c in pairs]
     t_render = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -30,9 +30,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from data_load import DEFAULT as RMB_DIR  # noqa: E402
 
 from benchmark.data import Item  # noqa: E402
-from benchmark.plan import Comparison  # noqa: E402
-from judges.base import ChatRequest, Judge, JudgeOptions  # noqa: E402
-from prompts.templates import Template  # noqa: E402
+from judges.base import ChatRequest, Judge, JudgeIdentity, JudgeOptions  # noqa: E402
 
 MODEL = "bench-judge"
 KEY_ENV = "RMB_BENCH_KEY"
@@ -58,35 +56,20 @@ def pairwise_items() -> list[Item]:
     return Selection(sets=("pairwise",)).apply(load(RMB_DIR))
 
 
-def render(item: Item, comparison: Comparison, template: Template) -> ChatRequest:
-    """One comparison's request, as the runner renders it."""
-    cands = item.candidates()
-    messages = template.render(
-        conversation=item.conversation,
-        responses=[cands[cid].text for cid in comparison.shown],
-        goal=item.category.goal,
-        category=item.category,
-    )
-    return JudgeOptions().request(
-        messages,
-        MODEL,
-        sample_index=comparison.sample_index,
-        max_tokens=template.max_tokens,
-        top_logprobs=template.top_logprobs,
-        response_format=template.response_format,
-    )
-
-
 def rmb_requests(n: int, offset: int = 0) -> list[ChatRequest]:
     """n distinct real requests: RMB pairwise items, both orders, the pairwise template."""
     from benchmark.plan import plan
+    from benchmark.runner.prepare import prepare
     from prompts import load_template
 
     # a few RMB pairs repeat the same texts: take some spare items
     items = pairwise_items()[offset // 2 : (offset + n) // 2 + 1 + n // 20]
-    by_uid = {it.uid: it for it in items}
     tpl = load_template("pairwise")
-    reqs = list({render(by_uid[c.item_uid], c, tpl): None for c in plan(items, tpl.mode)})[:n]
+    # as the runner renders them: one request per distinct cache key
+    prepared = prepare(
+        items, plan(items, tpl.mode), tpl, JudgeIdentity("openai", MODEL), JudgeOptions()
+    )
+    reqs = [prepared.request(key) for key in list(prepared.first)[:n]]
     if len(reqs) < n:
         raise SystemExit(f"only {len(reqs)} distinct RMB requests available, {n} asked")
     return reqs

@@ -1,48 +1,45 @@
 """The public way to run the benchmark from Python; `rmb run` is a thin layer over it.
 
-import benchmark
-result = benchmark.run(judge="openai:gpt-4o", template="pairwise", data="RMB_dataset",
-                       selection=Selection(per_scenario=5), cache_dir="cache")
-result.scores, result.run_dir
-"""
+    import benchmark
+    from benchmark.options import RunOptions
+    result = benchmark.run(RunOptions(judge="openai:gpt-4o", data="RMB_dataset", per_scenario=5))
+    result.scores, result.run_dir
+
+A run goes through named phases: `_inputs` (items, template, plan), `_identify` (the judge, the
+run's digest, directory and saved keys), then `_estimate` for a dry run, or `_start` (the
+manifest), `_judge` (cache and judge, verdicts) and `_finish` (comparisons.jsonl, scores, the
+final manifest, reports)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import functools
-import hashlib
-import json
-import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec
 
-from judges.base import Judge, JudgeOptions, Usage
+from benchmark import rundir
+from benchmark.data import Item, load, outline, return_freed_memory
+from benchmark.data.fetch import default_data_source
+from benchmark.options import RunOptions
+from benchmark.plan import Comparison, plan
+from benchmark.reporting.report import write_reports
+from benchmark.results import JudgedComparison
+from benchmark.rundir import COMPARISONS_FILE, MANIFEST_FILE, write_jsonl
+from benchmark.runner.costs import cost_of, estimate_input_tokens, price_known
+from benchmark.runner.execute import Outcome, execute
+from benchmark.runner.judged import judge_comparisons
+from benchmark.runner.prepare import Prepared, prepare, read_saved_keys, save_keys
+from benchmark.runner.progress import Counters
+from benchmark.scoring import score
+from judges.base import Judge, JudgeIdentity, Usage
 from judges.cache import CacheStore
 from judges.errors import UserError
+from judges.registry import build_judge, default_judge_spec
+from prompts import Template, load_template
 
-from . import manifest as mf
-from .data import Item, Selection, load, outline, return_freed_memory
-from .plan import BonStrategy, Orders, plan
-from .results import JudgedComparison
-from .runner import (
-    Prepared,
-    TemplateLike,
-    cost_of,
-    estimate_input_tokens,
-    execute,
-    judge_comparisons,
-    prepare,
-    price_known,
-)
-
-COMPARISONS_FILE = "comparisons.jsonl"
-MANIFEST_FILE = "manifest.json"
-# the cache key of every comparison, so a rerun with the same inputs renders nothing
-KEYS_FILE = "keys.json"
+__all__ = ["COMPARISONS_FILE", "MANIFEST_FILE", "Estimate", "RunResult", "arun", "run"]
 P = ParamSpec("P")
 
 
@@ -68,39 +65,148 @@ class RunResult:
     judged: list[JudgedComparison] = field(default_factory=list)
     scores: Any = None
     comparisons: int = 0
-    requests: int = 0
-    cache_hits: int = 0
-    sent: int = 0
-    failed: int = 0
-    retries: int = 0
-    spent_usd: float = 0.0
+    # the runner's counts: requests, cache hits, sent, failed, retries, tokens, USD
+    counters: Counters = field(default_factory=Counters)
     wall_s: float = 0.0
     estimate: Estimate | None = None
     reports: list[Path] = field(default_factory=list)
 
+    @property
+    def requests(self) -> int:
+        return self.counters.total
 
-def _load_items(
-    data: str | Path | Sequence[Item] | None, selection: Selection
-) -> tuple[list[Item], str]:
-    if data is None:
-        from .selection_args import data_source
+    @property
+    def cache_hits(self) -> int:
+        return self.counters.cache_hits
 
-        data = data_source(argparse.Namespace(data=None))
-    if isinstance(data, str | Path):
+    @property
+    def sent(self) -> int:
+        return self.counters.sent
+
+    @property
+    def failed(self) -> int:
+        return self.counters.failed
+
+    @property
+    def retries(self) -> int:
+        return self.counters.retries
+
+    @property
+    def spent_usd(self) -> float | None:
+        """USD spent; None when no price is known for the judge (cost unknown)."""
+        return self.counters.spent
+
+
+@dataclass
+class _Run:
+    """What the phases of one run share."""
+
+    options: RunOptions
+    template: Template
+    items: list[Item]
+    source: str
+    # items read from disk can be read again: the run lets their texts go once it has its answers
+    from_disk: bool
+    comparisons: list[Comparison]
+    t0: float = field(default_factory=time.monotonic)
+    started: str = field(default_factory=rundir.now_iso)
+    identity: JudgeIdentity = field(default_factory=lambda: JudgeIdentity("", ""))
+    digest: str = ""
+    run_id: str = ""
+    run_dir: Path = Path()
+    plan: dict[str, Any] = field(default_factory=dict)
+    data_hash: str = ""
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _inputs(options: RunOptions, items: Sequence[Item] | None) -> _Run:
+    """The template, the selected items and the plan's comparisons (no judge yet)."""
+    template = load_template(str(options.template))
+    selection = options.selection()
+    if items is None:
+        data = Path(options.data) if options.data is not None else default_data_source()
         # files the selection cannot keep are not parsed (the same items, ~5x faster for
         # `--set pairwise --limit 500`)
-        return load(data, only=selection), str(Path(data).resolve())
-    return list(data), "<items given in Python>"
+        loaded, source = load(data, only=selection), str(data.resolve())
+    else:
+        loaded, source = list(items), "<items given in Python>"
+    kept = selection.apply(loaded)
+    if not kept:
+        raise UserError(
+            f"{source}: the selection matched no items; widen --set/--goal/--task/--scenario"
+        )
+    comparisons = plan(
+        kept,
+        template.mode,
+        orders=options.orders,  # type: ignore[arg-type]
+        bon_strategy=options.bon_strategy,  # type: ignore[arg-type]
+        permutations=options.permutations,
+        samples=options.samples,
+        seed=options.seed,
+    )
+    return _Run(options, template, kept, source, items is None, comparisons)
 
 
-def _build_judge(spec: str | None, options: JudgeOptions) -> Judge:
-    from judges.registry import build_judge, default_judge_spec
+def _identify(run: _Run, identity: JudgeIdentity) -> None:
+    """The run's digest (everything that decides its requests), id and directory."""
+    o = run.options
+    if o.max_cost is not None and not price_known(identity):
+        raise UserError(
+            f"--max-cost: no price is known for {identity.label()}, so the budget cannot be "
+            "kept; give its prices with --prices FILE, or drop --max-cost"
+        )
+    run.identity = identity
+    run.data_hash = rundir.items_hash(run.items)
+    run.plan = {
+        "orders": o.orders,
+        "bon_strategy": o.bon_strategy or run.template.mode,
+        "permutations": o.permutations,
+        "samples": o.samples,
+        "seed": o.seed,
+    }
+    run.digest = rundir.fingerprint(
+        identity,
+        run.template.name,
+        {
+            "template_hash": run.template.text_hash(),
+            "items": run.data_hash,
+            "plan": run.plan,
+            "answer": rundir.answer_options(o.judge_options(), identity),
+        },
+    )
+    run.run_id = o.run_id or rundir.run_id(identity, run.template.name, run.digest)
+    run.run_dir = Path(o.runs_dir) / run.run_id
 
-    return build_judge(spec or default_judge_spec(), options)
+
+def _prepare(run: _Run) -> Prepared:
+    known = read_saved_keys(run.run_dir, run.digest, run.comparisons)
+    return prepare(
+        run.items,
+        run.comparisons,
+        run.template,
+        run.identity,
+        run.options.judge_options(),
+        known_keys=known,
+    )
 
 
-def estimate(prepared: Prepared, hits: set[str], judge: Judge) -> Estimate:
-    priced = price_known(judge.identity)
+async def _estimate(run: _Run, prepared: Prepared, store: CacheStore) -> RunResult:
+    """A dry run: what would be sent and what it would cost."""
+    hits = await asyncio.to_thread(store.present, prepared.first)
+    est = estimate(prepared, hits, run.identity)
+    return RunResult(
+        run.run_id,
+        run.run_dir,
+        "dry-run",
+        comparisons=len(run.comparisons),
+        counters=Counters(total=est.requests, cache_hits=est.cached),
+        wall_s=time.monotonic() - run.t0,
+        estimate=est,
+    )
+
+
+def estimate(prepared: Prepared, hits: set[str], identity: JudgeIdentity) -> Estimate:
+    priced = price_known(identity)
     tokens_in = tokens_out = 0
     for key in prepared.first:
         if key not in hits:
@@ -112,250 +218,145 @@ def estimate(prepared: Prepared, hits: set[str], judge: Judge) -> Estimate:
         requests=len(prepared.first),
         cached=len(hits),
         input_tokens=tokens_in,
-        cost_input_usd=cost_of(judge.identity, Usage(tokens_in, 0)) if priced else None,
-        cost_max_usd=cost_of(judge.identity, Usage(tokens_in, tokens_out)) if priced else None,
+        cost_input_usd=cost_of(identity, Usage(tokens_in, 0)) if priced else None,
+        cost_max_usd=cost_of(identity, Usage(tokens_in, tokens_out)) if priced else None,
     )
 
 
-@functools.cache
-def _code_stamp() -> str:
-    """Hash of the code that turns a comparison into request bytes (rendering, request
-    building, key): saved keys from before a change to it are not trusted."""
-    import judges.base
-    import prompts.templates
+def _start(run: _Run, prepared: Prepared, store: CacheStore) -> None:
+    """The run directory, its saved keys and the manifest of a run in progress."""
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    if not prepared.keys_reused:
+        save_keys(run.run_dir, run.digest, run.comparisons, prepared.keys)
+    o, t = run.options, run.template
+    run.manifest = {
+        "run_id": run.run_id,
+        "inputs": run.digest,
+        "status": "running",
+        "judge": run.identity.label(),
+        "judge_identity": asdict(run.identity),
+        "judge_options": rundir.sending_options(o.judge_options()),
+        "template": {
+            "name": t.name,
+            "text_hash": t.text_hash(),
+            "parser": t.parser,
+            "mode": t.mode,
+        },
+        "data": {"source": run.source, "items": len(run.items), "items_hash": run.data_hash},
+        "selection": asdict(o.selection()),
+        "plan": run.plan,
+        "ties": o.ties,
+        "max_cost_usd": o.max_cost,
+        "options": o.manifest(),
+        "cache": str(store.path.resolve()),
+        "versions": rundir.versions(),
+        "git_commit": rundir.git_commit(),
+        "started_at": run.started,
+    }
+    rundir.write_json(run.run_dir / MANIFEST_FILE, run.manifest)
 
-    from . import runner
 
-    h = hashlib.sha256()
-    for module in (judges.base, prompts.templates, runner):
-        h.update(Path(str(module.__file__)).read_bytes())
-    return h.hexdigest()
+async def _judge(
+    run: _Run,
+    prepared: Prepared,
+    judge: Judge,
+    store: CacheStore,
+    *,
+    progress: bool,
+    handle_signals: bool,
+) -> tuple[Outcome, list[JudgedComparison]]:
+    """Every comparison answered (cache first, then the judge) and read."""
+    outcome = await execute(
+        prepared,
+        judge,
+        store,
+        concurrency=run.options.concurrency,
+        max_cost=run.options.max_cost,
+        progress=progress,
+        handle_signals=handle_signals,
+    )
+    # past here nothing is rendered: scoring needs no text, and the report's few examples read
+    # theirs again from the dataset (a full RMB run's texts are 43 MB)
+    prepared.release()
+    if run.from_disk:
+        run.items = outline(run.items)
+        return_freed_memory()
+    judged = judge_comparisons(prepared, outcome, store, run.template.parser, run.identity)
+    return outcome, judged
 
 
-def _saved_keys(path: Path, digest: str, n: int) -> list[str] | None:
-    """Keys an earlier run with the very same inputs and code computed (a rerun renders nothing)."""
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(saved, dict) or saved.get("inputs") != digest:
-        return None
-    keys = saved.get("keys") if saved.get("code") == _code_stamp() else None
-    if not isinstance(keys, list) or len(keys) != n:
-        return None
-    # one string per distinct key (a full run's 46k lines name 31k keys)
-    distinct: dict[str, str] = {}
-    return [distinct.setdefault(k, k) for k in keys]
+def _finish(
+    run: _Run, outcome: Outcome, judged: list[JudgedComparison], resume_hint: str | None
+) -> RunResult:
+    """comparisons.jsonl, the scores of a complete run, the final manifest and the reports."""
+    o = run.options
+    write_jsonl(run.run_dir / COMPARISONS_FILE, (j.to_json() for j in judged))
+    c = outcome.counters
+    result = RunResult(
+        run.run_id,
+        run.run_dir,
+        outcome.status,
+        judged,
+        comparisons=len(run.comparisons),
+        counters=c,
+    )
+    if outcome.status == "complete":
+        result.scores = score(run.items, judged, ties=o.ties, bootstrap=o.bootstrap, seed=o.seed)  # type: ignore[arg-type]
+    manifest = run.manifest
+    manifest.update(
+        status=outcome.status,
+        finished_at=rundir.now_iso(),
+        counts={"comparisons": len(run.comparisons), "judged": len(judged), **c.counts()},
+        wall_s=time.monotonic() - run.t0,
+    )
+    if outcome.status != "complete" and resume_hint:
+        manifest["resume"] = resume_hint
+    rundir.write_json(run.run_dir / MANIFEST_FILE, manifest)
+    if result.scores is not None:
+        result.reports = write_reports(
+            run.run_dir,
+            result.scores,
+            manifest=manifest,
+            items=None if run.from_disk else run.items,
+            judged=judged,
+            completions=outcome.answers,
+        )
+    result.wall_s = time.monotonic() - run.t0
+    return result
 
 
 async def arun(
-    judge: str | Judge | None = None,
-    template: str | Path | TemplateLike = "pairwise",
+    options: RunOptions | None = None,
     *,
-    data: str | Path | Sequence[Item] | None = None,
-    selection: Selection | None = None,
-    options: JudgeOptions | None = None,
-    orders: Orders = "both",
-    bon_strategy: BonStrategy | None = None,
-    permutations: int = 1,
-    samples: int = 1,
-    seed: int = 0,
-    ties: str = "strict",
-    bootstrap: int = 1000,
-    cache_dir: str | Path | None = None,
-    runs_dir: str | Path = "runs",
-    run_id: str | None = None,
-    max_cost: float | None = None,
-    dry_run: bool = False,
+    judge: Judge | None = None,
+    items: Sequence[Item] | None = None,
     progress: bool = False,
     resume_hint: str | None = None,
     handle_signals: bool = True,
 ) -> RunResult:
-    """`run` inside a running event loop. A `Judge` object may be passed instead of a spec (it is
-    not closed here); a spec builds one with `options` and closes it at the end."""
-    t0 = time.monotonic()
-    started = mf.now_iso()
-    options = options or JudgeOptions()
-    selection = selection or Selection()
-    if isinstance(template, str | Path):
-        from prompts import load_template
-
-        tpl: TemplateLike = load_template(str(template))
-    else:
-        tpl = template
-    items, source = _load_items(data, selection)
-    items = selection.apply(items)
-    # items read from disk can be read again: the run lets their texts go once it has its answers
-    from_disk = data is None or isinstance(data, str | Path)
-    if not items:
-        raise UserError(
-            f"{source}: the selection matched no items; widen --set/--goal/--task/--scenario"
-        )
-    comparisons = plan(
-        items,
-        tpl.mode,
-        orders=orders,
-        bon_strategy=bon_strategy,
-        permutations=permutations,
-        samples=samples,
-        seed=seed,
-    )
-    owned = judge is None or isinstance(judge, str)
-    the_judge = _build_judge(judge, options) if judge is None or isinstance(judge, str) else judge
+    """`run` inside a running event loop. `judge` (a Judge object, not closed here) stands for
+    the options' judge spec; `items` for their data."""
+    options = (options or RunOptions()).check()
+    run = _inputs(options, items)
+    the_judge = judge or build_judge(options.judge or default_judge_spec(), options.judge_options())
     try:
-        identity = the_judge.identity
-        if max_cost is not None and not price_known(identity):
-            raise UserError(
-                f"--max-cost: no price is known for {identity.label()}, so the budget cannot be "
-                "kept; give its prices with --prices FILE, or drop --max-cost"
-            )
-        data_hash = mf.items_hash(items)
-        plan_opts = {
-            "orders": orders,
-            "bon_strategy": bon_strategy or tpl.mode,
-            "permutations": permutations,
-            "samples": samples,
-            "seed": seed,
-        }
-        digest = mf.fingerprint(
-            identity,
-            tpl.name,
-            {
-                "template_hash": tpl.text_hash(),
-                "items": data_hash,
-                "plan": plan_opts,
-                "answer": mf.answer_options(options),
-            },
-        )
-        rid = run_id or mf.run_id(identity, tpl.name, digest)
-        run_dir = Path(runs_dir) / rid
-        known = _saved_keys(run_dir / KEYS_FILE, digest, len(comparisons))
-        prepared = prepare(items, comparisons, tpl, identity, options, known_keys=known)
-        store = CacheStore(cache_dir)
+        _identify(run, the_judge.identity)
+        prepared = _prepare(run)
+        store = CacheStore(options.cache_dir)
         try:
-            if dry_run:
-                hits = await asyncio.to_thread(store.present, prepared.first)
-                est = estimate(prepared, hits, the_judge)
-                return RunResult(
-                    rid,
-                    run_dir,
-                    "dry-run",
-                    comparisons=len(comparisons),
-                    requests=est.requests,
-                    cache_hits=est.cached,
-                    wall_s=time.monotonic() - t0,
-                    estimate=est,
-                )
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if known is None:
-                saved = {"inputs": digest, "code": _code_stamp(), "keys": prepared.keys}
-                mf.write_json(run_dir / KEYS_FILE, saved)
-            manifest: dict[str, Any] = {
-                "run_id": rid,
-                "inputs": digest,
-                "status": "running",
-                "judge": identity.label(),
-                "judge_identity": asdict(identity),
-                "judge_options": mf.sending_options(options),
-                "template": {
-                    "name": tpl.name,
-                    "text_hash": tpl.text_hash(),
-                    "parser": tpl.parser,
-                    "mode": tpl.mode,
-                },
-                "data": {"source": source, "items": len(items), "items_hash": data_hash},
-                "selection": asdict(selection),
-                "plan": plan_opts,
-                "ties": ties,
-                "max_cost_usd": max_cost,
-                "cache": str(store.path.resolve()),
-                "versions": mf.versions(),
-                "git_commit": mf.git_commit(),
-                "started_at": started,
-            }
-            mf.write_json(run_dir / MANIFEST_FILE, manifest)
-            outcome = await execute(
-                prepared,
-                the_judge,
-                store,
-                concurrency=options.concurrency,
-                max_cost=max_cost,
-                progress=progress,
-                handle_signals=handle_signals,
+            if options.dry_run:
+                return await _estimate(run, prepared, store)
+            _start(run, prepared, store)
+            outcome, judged = await _judge(
+                run, prepared, the_judge, store, progress=progress, handle_signals=handle_signals
             )
-            # past here nothing is rendered: scoring needs no text, and the report's few
-            # examples read theirs again from the dataset (a full RMB run's texts are 43 MB)
-            prepared.release()
-            if from_disk:
-                items = outline(items)
-                return_freed_memory()
-            judged = judge_comparisons(prepared, outcome, store, tpl.parser, identity)
         finally:
             store.close()
     finally:
-        if owned:
+        if judge is None:
             await the_judge.aclose()
-
     del prepared  # its index of keys (MBs on the full RMB) is not needed past judging
-    _write_jsonl(run_dir / COMPARISONS_FILE, judged)
-    c = outcome.counters
-    result = RunResult(
-        rid,
-        run_dir,
-        outcome.status,
-        judged,
-        comparisons=len(comparisons),
-        requests=c.total,
-        cache_hits=c.cache_hits,
-        sent=c.sent,
-        failed=c.failed,
-        retries=c.retries,
-        spent_usd=c.spent_usd,
-    )
-    if outcome.status == "complete":
-        from .scoring import score
-
-        result.scores = score(items, judged, ties=ties, bootstrap=bootstrap, seed=seed)  # type: ignore[arg-type]
-    manifest.update(
-        status=outcome.status,
-        finished_at=mf.now_iso(),
-        counts={
-            "comparisons": len(comparisons),
-            "judged": len(judged),
-            "requests": c.total,
-            "cache_hits": c.cache_hits,
-            "sent": c.sent,
-            "failed": c.failed,
-            "retries": c.retries,
-            "input_tokens": c.input_tokens,
-            "output_tokens": c.output_tokens,
-            "spent_usd": c.spent_usd,
-        },
-        wall_s=time.monotonic() - t0,
-    )
-    if outcome.status != "complete" and resume_hint:
-        manifest["resume"] = resume_hint
-    mf.write_json(run_dir / MANIFEST_FILE, manifest)
-    if result.scores is not None:
-        from .report import write_reports
-
-        result.reports = write_reports(
-            run_dir,
-            result.scores,
-            manifest=manifest,
-            items=None if from_disk else items,
-            judged=judged,
-            completions=outcome.answers,
-        )
-    result.wall_s = time.monotonic() - t0
-    return result
-
-
-def _write_jsonl(path: Path, judged: Sequence[JudgedComparison]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as fh:
-        fh.writelines(j.to_json() + "\n" for j in judged)
-    os.replace(tmp, path)
+    return _finish(run, outcome, judged, resume_hint)
 
 
 def _blocking(f: Callable[P, Coroutine[Any, Any, RunResult]]) -> Callable[P, RunResult]:
@@ -369,5 +370,5 @@ def _blocking(f: Callable[P, Coroutine[Any, Any, RunResult]]) -> Callable[P, Run
 
 run = _blocking(arun)
 run.__doc__ = """Judge the selected RMB items and score them (the arguments are `arun`'s). Rerunning
-with the same arguments lands in the same run directory and asks only what the cache does not
+with the same options lands in the same run directory and asks only what the cache does not
 hold."""

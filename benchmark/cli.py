@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import sys
 from collections.abc import Sequence
 
+from benchmark.commands import COMMAND_MODULES
+from benchmark.perf import raise_gc_threshold
 from judges.errors import UserError
-
-from .commands import COMMAND_MODULES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,10 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # A run holds ~1M long-lived objects (items, plan, answers, verdicts) and makes many more;
-    # at the default threshold (700) the collector ran ~770 times in a full-RMB rerun, ~1.5 s
-    # of scanning them. 50k allocations between young collections: ~10 collections.
-    gc.set_threshold(50_000)
+    raise_gc_threshold()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -1,19 +1,22 @@
 """Items to comparisons: which candidates a judge sees, in which order, how many samples.
 
-`plan` decides what is shown; rendering a comparison to a request (and merging comparisons that
-render the same request) is the runner's job, because it needs the template and the judge."""
+`plan` decides what is shown; `render_comparison` is the one way what is shown becomes the
+messages a judge reads (the runner, `rmb templates render`, the report's examples and the
+benchmarks all call it). Turning those into requests and cache keys is the runner's job."""
 
 from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import permutations as all_orders
 from math import factorial
 from typing import Literal
 
+from judges.base import Message
 from judges.errors import UserError
+from prompts.templates import Template
 
 from .data import BoNItem, Item, PairwiseItem
 
@@ -150,3 +153,15 @@ def plan(
                 Comparison(c.item_uid, c.kind, c.shown, c.variant, s) for s in range(samples)
             )
     return out
+
+
+def render_comparison(template: Template, item: Item, shown: Sequence[str]) -> tuple[Message, ...]:
+    """The messages a judge reads for `item` with the candidates `shown` (ids, in display
+    order) under `template`."""
+    cands = item.candidates()
+    return template.render(
+        conversation=item.conversation,
+        responses=[cands[cid].text for cid in shown],
+        goal=item.category.goal,
+        category=item.category,
+    )

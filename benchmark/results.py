@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
 import orjson
 
-from .plan import Comparison
-from .verdicts import Verdict
+from benchmark.plan import Comparison
+from judges.base import Completion
+from prompts.parsers import Verdict, parse
 
 _VERDICT_FIELDS = tuple(f.name for f in fields(Verdict))
 
@@ -79,3 +81,16 @@ class JudgedComparison:
             attempts=d.get("attempts", 1),
             cached=d.get("cached", False),
         )
+
+
+def read_answers(
+    parser: str, answers: Iterable[tuple[str, Completion]], n_shown: Callable[[str], int]
+) -> Iterator[tuple[str, Verdict, Completion]]:
+    """The one way answers become verdicts, for a run and for `rmb report`: each (key, answer)
+    read with the template's parser (`n_shown(key)` candidates were shown). Failed, refused,
+    cut-off and empty answers are invalid verdicts. Most answers read the same ("choice 1"), so
+    equal verdicts are one shared object. An unknown parser is a KeyError."""
+    shared: dict[Verdict, Verdict] = {}
+    for key, c in answers:
+        v = parse(parser, c, n_shown(key))
+        yield key, shared.setdefault(v, v), c

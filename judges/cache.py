@@ -22,7 +22,7 @@ from typing import IO, Any, TypeVar
 
 import orjson
 
-from .base import ChatRequest, Completion, Judge, JudgeIdentity, JudgeStats, cache_key
+from .base import Completion, JudgeIdentity
 from .errors import UserError
 
 CACHE_FILE = "completions.sqlite"
@@ -337,51 +337,3 @@ class CacheStore:
         except sqlite3.DatabaseError as e:
             raise self._unusable(e) from None
         return problems
-
-
-class CachedJudge:
-    """A judge that answers from the store first and stores every new answer at once.
-
-    For one-off use (one request at a time); the runner batches lookups and commits itself."""
-
-    def __init__(self, judge: Judge, store: CacheStore) -> None:
-        self.judge = judge
-        self.store = store
-        self.identity: JudgeIdentity = judge.identity
-        self.hits = 0
-
-    @property
-    def stats(self) -> JudgeStats:
-        return self.judge.stats
-
-    def key(self, request: ChatRequest) -> str:
-        return cache_key(self.identity, request)
-
-    async def complete(self, request: ChatRequest) -> Completion:
-        key = self.key(request)
-        hit = self.store.get(key)
-        if hit is not None:
-            self.hits += 1
-            return hit
-        completion = await self.judge.complete(request)
-        self.store.put_many([(key, self.identity, completion)])
-        return completion
-
-    async def complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        keys = [self.key(r) for r in requests]
-        hits = self.store.get_many(keys)
-        self.hits += sum(k in hits for k in keys)
-        out = [hits.get(k) for k in keys]
-        todo = [i for i, c in enumerate(out) if c is None]
-        complete_many = getattr(self.judge, "complete_many", None)
-        if complete_many is not None:
-            fresh = await complete_many([requests[i] for i in todo])
-        else:
-            fresh = [await self.judge.complete(requests[i]) for i in todo]
-        for i, c in zip(todo, fresh, strict=True):
-            out[i] = c
-        self.store.put_many([(keys[i], self.identity, out[i]) for i in todo])  # type: ignore[misc]
-        return [c for c in out if c is not None]
-
-    async def aclose(self) -> None:
-        await self.judge.aclose()

@@ -9,7 +9,9 @@ is still plain Jinja)::
     parser = "verdict-ab"        # how the answer is read: `rmb templates list` shows each one's
     version = "1"
     description = "One line shown by `rmb templates list`."
-    # optional: max_tokens = 1, top_logprobs = 5, response_format = "json"
+    # optional: max_tokens = 1, top_logprobs = 5, response_format = "json", and the judge's
+    # reasoning controls reasoning_effort = "none", verbosity, thinking, chat_template_kwargs
+    # = {enable_thinking = false}, extra_body (a user's flag wins over them)
     ---#}
     {% block system %}You are ...{% endblock %}
     {% block user %}...{{ responses[0].text }}...{% endblock %}
@@ -28,17 +30,16 @@ import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
+from typing import Any, Literal, Protocol, TypeVar, get_args
 
 import jinja2
 import jinja2.meta
 from jinja2.sandbox import SandboxedEnvironment
 
-from judges.base import Message
+from judges.base import REASONING_OPTIONS, Message
 from judges.errors import UserError
 
-if TYPE_CHECKING:
-    from benchmark.data import Category
+from .parsers import PARSER_MODES
 
 T = TypeVar("T")
 Mode = Literal["pairwise", "listwise", "pointwise"]
@@ -46,7 +47,25 @@ BUILTIN_DIR = Path(__file__).resolve().parent
 DEFAULT_TEMPLATE = "pairwise"
 _FRONT_OPEN, _FRONT_CLOSE = "{#---", "---#}"
 _REQUIRED = ("name", "mode", "parser", "version", "description")
-_OPTIONAL = {"max_tokens": int, "top_logprobs": int, "response_format": str}
+_OPTIONAL: dict[str, type] = {"max_tokens": int, "top_logprobs": int, "response_format": str}
+# a template may also set the judge's reasoning controls (the user's flags win over it)
+_REASONING: dict[str, type] = {
+    k: dict if k in ("chat_template_kwargs", "extra_body") else str for k in REASONING_OPTIONS
+}
+_OPTIONAL.update(_REASONING)
+
+
+class CategoryLike(Protocol):
+    """Where an item sits in RMB (benchmark.data.Category): what a template may show of it."""
+
+    @property
+    def set(self) -> str: ...
+    @property
+    def goal(self) -> str: ...
+    @property
+    def task(self) -> str: ...
+    @property
+    def scenario(self) -> str: ...
 
 
 class TemplateError(UserError):
@@ -77,6 +96,8 @@ class Template:
     max_tokens: int | None = None
     top_logprobs: int | None = None
     response_format: str | None = None
+    # reasoning controls from the front matter (JudgeOptions.with_defaults takes them)
+    reasoning: dict[str, Any] = field(default_factory=dict, compare=False)
     # (name, source) of each template it imports or includes, transitively (`_common.j2`)
     imports: tuple[tuple[str, str], ...] = ()
     _jinja: jinja2.Template | None = field(default=None, repr=False, compare=False)
@@ -95,7 +116,7 @@ class Template:
         conversation: Sequence[Message],
         responses: Sequence[str],
         goal: str,
-        category: Category,
+        category: CategoryLike,
     ) -> tuple[Message, ...]:
         """(system, user) messages, or (user,) when the template has no system part.
         `responses` are in display order."""
@@ -124,7 +145,11 @@ class Template:
 
 
 def _variables(
-    mode: Mode, conversation: Sequence[Message], responses: Sequence[str], goal: str, category: Any
+    mode: Mode,
+    conversation: Sequence[Message],
+    responses: Sequence[str],
+    goal: str,
+    category: CategoryLike,
 ) -> dict[str, Any]:
     labels = display_labels(mode, len(responses))
     return {
@@ -213,8 +238,6 @@ def _front_matter(source: str, where: str) -> dict[str, Any]:
 
 def _check_parser(meta: dict[str, Any], where: str) -> None:
     # imported here: benchmark.verdicts sits downstream of prompts in the flow
-    from benchmark.verdicts import PARSER_MODES
-
     parser = meta["parser"]
     if parser not in PARSER_MODES:
         raise TemplateError(
@@ -273,6 +296,7 @@ def _from_source(source: str, path: Path | None, where: str) -> Template:
         max_tokens=meta.get("max_tokens"),
         top_logprobs=meta.get("top_logprobs"),
         response_format=meta.get("response_format"),
+        reasoning={k: meta[k] for k in _REASONING if k in meta},
         imports=_imports(env, source, where),
         _jinja=compiled,
     )

@@ -11,8 +11,9 @@ from test_report import make_run, real_items
 from test_scoring import CR, choice, jc, pair
 
 from benchmark.cli import main
-from benchmark.compare import compare_runs
-from benchmark.report import write_reports
+from benchmark.reporting.compare import compare_runs
+from benchmark.reporting.markdown import compare_markdown
+from benchmark.reporting.report import write_reports
 from benchmark.scoring import score
 
 
@@ -54,7 +55,7 @@ def test_paired_difference_and_mcnemar_by_hand(tmp_path: Path) -> None:
     assert back.ci is not None and back.ci.high < 0
     assert back.mcnemar.p_value == sub.mcnemar.p_value
 
-    md = r.markdown()
+    md = compare_markdown(r)
     assert "| judge-a × t |" in md and "| judge-b × t |" in md
     assert "## judge-b × t − judge-a × t" in md and "+0.250 *" in md
 

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.data import DataError, Item, Selection, load, pinned_manifest
-from benchmark.fetch import STAMP, fetch_home
-from benchmark.selection_args import (
+from benchmark.commands.selection_args import (
     add_selection_args,
     data_source,
     load_selected,
     select,
     selection_from_args,
 )
+from benchmark.data import DataError, Item, Selection, load, pinned_manifest
+from benchmark.data.fetch import STAMP, fetch_home
+from judges.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +51,9 @@ def test_flags_to_selection() -> None:
 
 
 def test_bad_flags() -> None:
-    with pytest.raises(DataError, match=r"--set: unknown value 'pair'; choose from pairwise, bon"):
+    with pytest.raises(UserError, match=r"--set: unknown value 'pair'; choose from pairwise, bon"):
         selection_from_args(_args("--set", "pair"))
-    with pytest.raises(DataError, match="--goal: unknown value"):
+    with pytest.raises(UserError, match="--goal: unknown value"):
         selection_from_args(_args("--goal", "honesty"))
     with pytest.raises(SystemExit):
         _args("--limit", "0")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.data import Dataset, Selection, load, load_dataset
-from benchmark.manifest import items_hash
+from benchmark.rundir import items_hash
 
 SELECTIONS = [
     Selection(sets=("pairwise",), limit=500),  # the bench's 1,000-comparison rerun

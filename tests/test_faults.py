@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from benchmark.api import COMPARISONS_FILE, MANIFEST_FILE, RunResult, arun
+from benchmark.options import RunOptions
 from benchmark.results import JudgedComparison
 from judges.base import Judge, JudgeOptions
 from judges.cache import CACHE_FILE
@@ -168,16 +169,10 @@ def test_5000_comparisons_under_20_percent_faults(
 
     async def main() -> RunResult:
         try:
-            return await arun(
-                judge,
-                "pairwise",
-                data=data,
-                cache_dir=tmp_path / "cache",
-                runs_dir=tmp_path / "runs",
-                bootstrap=100,
-                progress=True,
-                handle_signals=False,
+            options = RunOptions(
+                data=data, cache_dir=tmp_path / "cache", runs_dir=tmp_path / "runs", bootstrap=100
             )
+            return await arun(options, judge=judge, progress=True, handle_signals=False)
         finally:
             await judge.aclose()
 

@@ -16,7 +16,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.data import Manifest, ManifestFile, load_dataset, pinned_manifest
-from benchmark.fetch import STAMP, FetchError, fetch_dataset, git_blob_sha1, verified_dataset
+from benchmark.data.fetch import STAMP, FetchError, fetch_dataset, git_blob_sha1, verified_dataset
 
 # three small real files of the pinned commit (their blob ids are the real ones)
 FILES = (

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_report import make_run, real_items
 
-from benchmark.report import rebuild
+from benchmark.reporting.rebuild import ensure_reports, rebuild
 from benchmark.scoring import SUBSET_NAMES
 
 FLAGS = [
@@ -94,10 +94,12 @@ def test_compare_page_renders_its_tables_and_forest_plots(
 ) -> None:
     """compare.html in the browser: the runs table, per pair a forest plot of B − A with a dot
     and an interval per subset and Overall, and the scenarios behind a click."""
-    from benchmark.compare import compare_runs, write_comparison
+    from benchmark.reporting.compare import compare_runs
+    from benchmark.reporting.report import write_comparison
 
     make_run(tmp_path / "weak", tmp_path / "cache", real_items(rmb_dir), rmb_dir, quality=0.6)
     strong = report_html.parent
+    ensure_reports([strong, tmp_path / "weak"])
     paths = write_comparison(tmp_path / "cmp", compare_runs([strong, tmp_path / "weak"]))
     dom = chromium(tmp_path, "--dump-dom", paths[2].as_uri()).stdout
     runs = re.search(r'<table class="paper" id="runs-table">(.*?)</table>', dom, re.S)

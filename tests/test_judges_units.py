@@ -230,9 +230,8 @@ def test_missing_vllm_is_a_clear_setup_error(tmp_path: Path) -> None:
 async def test_loopback_verdicts_parse_with_every_template(loopback: LoopbackServer) -> None:
     """The test server reads each built-in template's instructions and answers in its format,
     so the team's parsers read a valid verdict from every one of them."""
-    templates = pytest.importorskip("prompts.templates")
-    verdicts = pytest.importorskip("benchmark.verdicts")
     from benchmark.data import Category
+    from prompts import parsers, templates
 
     cat = Category.parse("Pairwise_set/Helpfulness/Code/Data Management")
     options = JudgeOptions(base_url=loopback.openai_base_url)
@@ -256,7 +255,7 @@ async def test_loopback_verdicts_parse_with_every_template(loopback: LoopbackSer
                     response_format=t.response_format,
                 )
                 c = await judge.complete(req)
-                v = verdicts.PARSERS[t.parser](c, n)
+                v = parsers.PARSERS[t.parser](c, n)
                 assert v.kind != "invalid", (t.name, c.text, v.reason)
     finally:
         await judge.aclose()
@@ -283,8 +282,8 @@ async def test_loopback_policies_and_paid_answer_counts(loopback: LoopbackServer
 
 
 async def test_loopback_oracle_policy_prefers_the_marked_response(loopback: LoopbackServer) -> None:
-    templates = pytest.importorskip("prompts.templates")
     from benchmark.data import Category
+    from prompts import templates
 
     loopback.configure(policy="prefer:GOLD")
     options = JudgeOptions(base_url=loopback.openai_base_url)

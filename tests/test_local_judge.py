@@ -19,6 +19,7 @@ import pytest
 from benchmark.api import arun
 from benchmark.commands.local import demo_items
 from benchmark.data import Item, PairwiseItem, load
+from benchmark.options import RunOptions
 from judges.base import JudgeOptions
 from judges.errors import JudgeSetupError
 from judges.local import LocalJudge, build
@@ -96,20 +97,18 @@ def wait_gone(pid: int, timeout_s: float = 30.0) -> bool:
 async def test_real_rmb_end_to_end_then_rerun_from_cache_without_a_server(
     short_items: list[Item], letter_template: Path, tmp_path: Path
 ) -> None:
-    options = JudgeOptions(seed=0)
-    common = dict(
-        data=short_items,
-        options=options,
+    run = RunOptions(
+        template=str(letter_template),
         orders="both",
         bon_strategy="pairwise",
         cache_dir=tmp_path / "cache",
         runs_dir=tmp_path / "runs",
-        handle_signals=False,
     )
+    options = run.judge_options()
     judge = build("", options)
     assert judge.identity.provider == "local" and judge.identity.base_url == ""
     try:
-        first = await arun(judge, str(letter_template), **common)  # type: ignore[arg-type]
+        first = await arun(run, judge=judge, items=short_items, handle_signals=False)
     finally:
         await judge.aclose()
     assert len(judge.server.pids) == 1
@@ -137,7 +136,7 @@ async def test_real_rmb_end_to_end_then_rerun_from_cache_without_a_server(
     again = build("", options)
     assert again.identity == judge.identity
     try:
-        second = await arun(again, str(letter_template), **common)  # type: ignore[arg-type]
+        second = await arun(run, judge=again, items=short_items, handle_signals=False)
     finally:
         await again.aclose()
     assert again.server.pids == [], "a rerun answered from the cache must not start the server"

@@ -12,8 +12,8 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.data import BoNItem, PairwiseItem, load
-from benchmark.verdicts import parse
 from judges.base import Completion
+from prompts.parsers import parse
 
 CORPUS = Path(__file__).parent / "judge_outputs" / "corpus.jsonl"
 REPO = Path(__file__).resolve().parent.parent

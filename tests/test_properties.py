@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from benchmark.data import BoNItem, PairwiseItem, load, parse_record
-from benchmark.verdicts import PARSERS, Verdict, parse
 from judges.base import Completion, TokenLogprob, Usage
 from judges.errors import UserError
+from prompts.parsers import PARSERS, Verdict, parse
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

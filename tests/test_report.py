@@ -18,12 +18,14 @@ import pytest
 from benchmark.cli import main
 from benchmark.data import Item, Selection, load
 from benchmark.plan import plan
-from benchmark.report import COMPARISONS_FILE, rebuild, write_reports
+from benchmark.reporting.rebuild import rebuild
+from benchmark.reporting.report import write_reports
 from benchmark.results import JudgedComparison
+from benchmark.rundir import COMPARISONS_FILE
 from benchmark.scoring import SUBSET_NAMES, score
-from benchmark.verdicts import Verdict, parse
 from judges.base import ChatRequest, Completion, JudgeIdentity, Message, Usage, cache_key
 from judges.cache import CacheStore
+from prompts.parsers import Verdict, parse
 
 SELECTION = Selection(per_scenario=2, seed=0)
 
@@ -237,7 +239,7 @@ def test_examples_are_read_again_from_the_files_of_their_categories(
 ) -> None:
     """A run drops its items' texts once answered: the report reads the examples' items again,
     from the one file of each category, equal to what the full load gave."""
-    from benchmark.report import example_items
+    from benchmark.reporting.examples import example_items
     from benchmark.scoring import ItemResult
 
     picked = [rmb_items[0], rmb_items[len(rmb_items) // 2], rmb_items[-1]]

@@ -12,7 +12,7 @@ from test_report import real_items
 
 from benchmark.cli import main
 from benchmark.data import BoNItem, Item
-from benchmark.rewards import score_rewards
+from benchmark.scoring.rewards import score_rewards
 
 
 def _records(items: list[Item]) -> list[dict[str, object]]:

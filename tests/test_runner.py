@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 
 from benchmark.api import COMPARISONS_FILE, MANIFEST_FILE, RunResult
+from benchmark.options import RunOptions
 from benchmark.results import JudgedComparison
-from judges.base import DEFAULT, JudgeIdentity, JudgeOptions, Usage
+from benchmark.runner.prepare import SPOT_CHECKS
+from judges.base import JudgeIdentity, JudgeOptions, Usage
 from judges.cache import CacheStore
 from judges.registry import build_judge
 
@@ -90,24 +92,23 @@ def answered(srv: Any) -> int:
 def go(
     srv: Any, data: Path, tmp: Path, *, concurrency: int = 32, template: str = "pairwise", **kw: Any
 ) -> RunResult:
-    opts = JudgeOptions(concurrency=concurrency, temperature=kw.pop("temperature", DEFAULT))
-    judge = make_judge(srv.openai_base_url, opts)
+    options = RunOptions(
+        template=template,
+        data=data,
+        concurrency=concurrency,
+        temperature=kw.pop("temperature", 0.0),
+        cache_dir=tmp / "cache",
+        runs_dir=tmp / "runs",
+        bootstrap=50,
+        **kw,
+    )
+    judge = make_judge(srv.openai_base_url, options.judge_options())
 
     async def main() -> RunResult:
         from benchmark.api import arun
 
         try:
-            return await arun(
-                judge,
-                template,
-                data=data,
-                options=opts,
-                cache_dir=tmp / "cache",
-                runs_dir=tmp / "runs",
-                bootstrap=50,
-                handle_signals=False,
-                **kw,
-            )
+            return await arun(options, judge=judge, handle_signals=False)
         finally:
             await judge.aclose()
 
@@ -362,8 +363,9 @@ def test_cached_rerun_renders_nothing_unless_its_saved_keys_are_stale(
 
     def counting(self: Template, **kw: Any) -> Any:
         nonlocal renders
-        # the runner's renders only (a report renders a few example prompts too)
-        renders += sys._getframe(1).f_code.co_filename.endswith("runner.py")
+        # the runner's renders only (a report renders a few example prompts too), through
+        # render_comparison
+        renders += sys._getframe(2).f_code.co_filename.endswith("prepare.py")
         return real_render(self, **kw)
 
     monkeypatch.setattr(Template, "render", counting)
@@ -373,16 +375,48 @@ def test_cached_rerun_renders_nothing_unless_its_saved_keys_are_stale(
 
     renders = 0
     again = go(loopback, data, tmp_path)
-    assert renders == 0 and again.sent == 0
+    assert renders == SPOT_CHECKS and again.sent == 0  # only the spot check of the saved keys
     assert [j.key for j in again.judged] == first_keys
 
+    # keys an older rmb-judge rendered differently: the first spot check fails, all are rendered
     saved = again.run_dir / "keys.json"
     stale = json.loads(saved.read_text())
-    stale["code"] = "an older rmb-judge"
+    stale["keys"] = [[cid, key[::-1]] for cid, key in stale["keys"]]
     saved.write_text(json.dumps(stale))
+    renders = 0
     third = go(loopback, data, tmp_path)
-    assert renders == 40 and third.sent == 0
+    assert renders == 1 + 40 and third.sent == 0
     assert [j.key for j in third.judged] == first_keys
+
+
+def test_saved_keys_follow_their_comparisons_when_the_plan_changes(
+    loopback: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stale-keys bug: keys.json was zipped with the comparisons by position, so a change to
+    what comparison i is (here the plan's seeded order coin) read each key's answer for another
+    order: an always-right judge went from 1.0 to 0.0 with no request sent."""
+    import benchmark.plan
+
+    loopback.configure(policy="prefer:Use sorted()")  # the chosen answer of every item
+    data = write_items(tmp_path / "items.jsonl", 20)
+    first = go(loopback, data, tmp_path, orders="random")
+    assert first.scores.overall.accuracy == 1.0 and first.sent == 20
+
+    real_digest = benchmark.plan._digest
+
+    def other_coin(seed: int, *parts: str) -> bytes:
+        d = real_digest(seed, *parts)
+        return bytes([d[0] ^ 1]) + d[1:]
+
+    monkeypatch.setattr(benchmark.plan, "_digest", other_coin)
+    again = go(loopback, data, tmp_path, orders="random")
+    assert again.run_dir == first.run_dir  # same inputs: the saved keys are consulted
+    # every comparison now shows the other order: a new request each, still always right
+    assert again.sent == 20 and again.scores.overall.accuracy == 1.0
+    assert all(
+        b.comparison.shown == a.comparison.shown[::-1]
+        for a, b in zip(first.judged, again.judged, strict=True)
+    )
 
 
 def test_a_changed_imported_macro_misses_the_cache(loopback: Any, tmp_path: Path) -> None:
@@ -474,18 +508,16 @@ def test_max_cost_stops_before_the_budget(loopback: Any, tmp_path: Path) -> None
         async def main() -> RunResult:
             judge = PricedAs(make_judge(loopback.openai_base_url, opts))
             try:
-                return await arun(
-                    judge,
-                    "pairwise",
+                options = RunOptions(
                     data=data,
-                    options=opts,
+                    concurrency=opts.concurrency,
                     cache_dir=tmp_path / "c",
                     runs_dir=tmp_path / "r",
                     max_cost=budget,
                     dry_run=dry,
                     bootstrap=50,
-                    handle_signals=False,
                 )
+                return await arun(options, judge=judge, handle_signals=False)
             finally:
                 await judge.aclose()
 
@@ -547,16 +579,14 @@ def test_batch_judge_gets_chunks_and_each_is_committed(loopback: Any, tmp_path: 
     async def main() -> tuple[RunResult, list[int]]:
         judge = Batched(make_judge(loopback.openai_base_url, opts))
         try:
-            r = await arun(
-                judge,
-                "pairwise",
+            options = RunOptions(
                 data=data,
-                options=opts,
+                concurrency=opts.concurrency,
                 cache_dir=tmp_path / "cache",
                 runs_dir=tmp_path / "runs",
                 bootstrap=50,
-                handle_signals=False,
             )
+            r = await arun(options, judge=judge, handle_signals=False)
             return r, judge.batches
         finally:
             await judge.aclose()
@@ -571,7 +601,7 @@ def test_batch_judge_gets_chunks_and_each_is_committed(loopback: Any, tmp_path: 
 
 
 def test_progress_bar_shows_the_counters() -> None:
-    from benchmark.runner import Counters, ProgressView
+    from benchmark.runner.progress import Counters, ProgressView
     from judges.base import JudgeStats
 
     class J:

@@ -31,7 +31,7 @@ def test_config_file_then_flags_override(tmp_path: Path) -> None:
     )
     a = parse("--config", str(cfg), "--concurrency", "7", "--set", "pairwise")
     assert a.judge == "openai:gpt-4o" and a.template == "pairwise-tie"
-    assert a.concurrency == 7 and a.sets == ["pairwise"]  # the command line wins
+    assert a.concurrency == 7 and a.sets == ("pairwise",)  # the command line wins
     assert a.per_scenario == 3 and a.max_cost == 2.0 and a.temperature == 0.3 and a.quiet
     assert a.transport == "lean"
     assert a.seed == 0 and a.orders == "both" and a.samples == 1  # built-in defaults fill the rest

@@ -10,8 +10,8 @@ from benchmark.data import BoNItem, Category, PairwiseItem, Response
 from benchmark.plan import Comparison
 from benchmark.results import JudgedComparison
 from benchmark.scoring import Scores, ScoringError, score, vote
-from benchmark.verdicts import Verdict
 from judges.base import Message
+from prompts.parsers import Verdict
 
 CONV = (Message("user", "question"),)
 R = Response("m", "answer")

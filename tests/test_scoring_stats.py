@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from benchmark.stats import (
+from benchmark.scoring.stats import (
     bootstrap_means,
     mcnemar,
     mcnemar_paired,
@@ -90,7 +90,7 @@ def test_mcnemar_paired_counts_discordant_items() -> None:
 
 
 def test_holm_adjustment_by_hand() -> None:
-    from benchmark.stats import holm
+    from benchmark.scoring.stats import holm
 
     # sorted 0.01, 0.03, 0.04 -> 3 x 0.01, 2 x 0.03, max(0.06, 1 x 0.04); back in given order
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])

@@ -7,12 +7,9 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from judges.cache import CacheError, CacheStore, default_cache_dir
 from judges.errors import UserError
-
-if TYPE_CHECKING:
-    from judges.cache import CacheStore
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -54,7 +51,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _store(args: argparse.Namespace) -> CacheStore:
     # imported here: `rmb --help` and other commands need no SQLite
-    from judges.cache import CacheStore, default_cache_dir
 
     directory = args.cache_dir or default_cache_dir()
     if not (directory / "completions.sqlite").exists():
@@ -99,7 +95,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from judges.cache import CacheError
 
     try:
         store = _store(args)

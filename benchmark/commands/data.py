@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmark.commands.selection_args import Selected, add_selection_args, select
 from benchmark.data import QUIRK_KINDS, SUBSETS, BoNItem, Category, Item, Manifest
-from benchmark.fetch import ARCHIVE_URL, URL_ENV, fetch_dataset, fetch_home
-from benchmark.selection_args import Selected, add_selection_args, select
+from benchmark.data.fetch import ARCHIVE_URL, URL_ENV, fetch_dataset, fetch_home
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmark.data import DataError, Item, PairwiseItem, stable_rank
-from judges.base import JudgeOptions
 from judges.errors import UserError
 
 # The demo sample: DEMO_PER_SUBSET items from each of the four subsets (helpfulness/harmlessness
@@ -129,8 +128,8 @@ def demo_items(
 
 def demo_data(data: Path | None) -> Path:
     """--data, else $RMB_DATA, else the fetched copy, else fetch it now."""
-    from benchmark.fetch import FetchError, fetch_dataset, fetch_home
-    from benchmark.selection_args import data_source
+    from benchmark.commands.selection_args import data_source
+    from benchmark.data.fetch import FetchError, fetch_dataset, fetch_home
 
     try:
         return data_source(argparse.Namespace(data=data))
@@ -150,6 +149,7 @@ def demo_data(data: Path | None) -> Path:
 def cmd_demo(args: argparse.Namespace) -> int:
     from benchmark.api import run
     from benchmark.data import load
+    from benchmark.options import RunOptions
 
     source = demo_data(args.data)
     items = demo_items(load(source), args.per_subset, args.seed)
@@ -161,19 +161,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "in a local llama.cpp server",
         file=sys.stderr,
     )
-    result = run(
-        "local",
-        DEMO_TEMPLATE,
-        data=items,
-        options=JudgeOptions(seed=0, concurrency=1),
+    options = RunOptions(
+        judge="local",
+        template=DEMO_TEMPLATE,
+        concurrency=1,
         orders="both",
         bon_strategy="pairwise",
         seed=args.seed,
         runs_dir=args.runs_dir,
         cache_dir=args.cache_dir,
-        progress=sys.stderr.isatty(),
-        resume_hint="rmb demo",
     )
+    result = run(options, items=items, progress=sys.stderr.isatty(), resume_hint="rmb demo")
     if result.status != "complete":
         print(f"demo stopped ({result.status}); rerun `make demo` to finish it", file=sys.stderr)
         return 130

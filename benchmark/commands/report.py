@@ -6,6 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from benchmark.reporting.compare import compare_runs
+from benchmark.reporting.facts import run_label
+from benchmark.reporting.markdown import compare_markdown, paper_table
+from benchmark.reporting.rebuild import ensure_reports, rebuild
+from benchmark.reporting.report import write_comparison, write_reports
+from benchmark.rundir import read_manifest
+from benchmark.scoring.rewards import score_rewards_file
+
 
 def _stats_args(p: argparse.ArgumentParser, ties: bool = True) -> None:
     if ties:
@@ -68,17 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_score_rewards)
 
 
-def _print_paper_table(label: str, scores: object) -> None:
-    from benchmark.report import md_table, paper_row
-    from benchmark.scoring import SUBSET_NAMES, Scores
-
-    assert isinstance(scores, Scores)
-    print(md_table(["Judge × template", *SUBSET_NAMES, "Overall"], [[label, *paper_row(scores)]]))
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmark.report import rebuild, run_label
-
     r = rebuild(
         args.run,
         data=args.data,
@@ -88,9 +86,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         seed=args.seed,
         reparse_answers=not args.no_reparse,
     )
-    from benchmark.report import read_manifest
-
-    _print_paper_table(run_label(read_manifest(args.run)), r.scores)
+    print(paper_table(run_label(read_manifest(args.run)), r.scores))
     print(
         f"\n{r.reparsed:,} answers re-read from the cache ({r.changed:,} verdicts changed); "
         f"{r.not_in_cache:,} comparisons not in the cache kept their stored verdict",
@@ -102,12 +98,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from benchmark.compare import compare_runs, write_comparison
-
+    if len(args.runs) > 1:
+        ensure_reports(args.runs)
     result = compare_runs(args.runs, bootstrap=args.bootstrap, seed=args.seed)
     for warning in result.warnings:
         print(f"rmb: warning: {warning}", file=sys.stderr)
-    print(result.markdown(), end="")
+    print(compare_markdown(result), end="")
     if args.out:
         for path in write_comparison(args.out, result):
             print(path, file=sys.stderr)
@@ -115,8 +111,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_score_rewards(args: argparse.Namespace) -> int:
-    from benchmark.rewards import score_rewards_file
-
     out = score_rewards_file(
         args.file,
         data=args.data,
@@ -124,11 +118,14 @@ def cmd_score_rewards(args: argparse.Namespace) -> int:
         ties=args.ties or "strict",
         bootstrap=args.bootstrap,
         seed=args.seed,
-        out=args.out,
     )
     for warning in out.warnings:
         print(f"rmb: warning: {warning}", file=sys.stderr)
-    _print_paper_table(out.label, out.scores)
-    for path in out.paths:
-        print(path, file=sys.stderr)
+    print(paper_table(out.label, out.scores))
+    if args.out is not None:
+        paths = write_reports(
+            args.out, out.scores, manifest=out.manifest, items=out.items, judged=[]
+        )
+        for path in paths:
+            print(path, file=sys.stderr)
     return 0

@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmark.commands.selection_args import data_source
 from benchmark.data import BoNItem, Item, PairwiseItem, load
-from benchmark.selection_args import data_source
-from benchmark.verdicts import Verdict, parse
+from benchmark.plan import render_comparison
 from judges.base import Completion
 from judges.errors import UserError
 from prompts import DEFAULT_TEMPLATE, Template, display_labels, list_templates, load_template
+from prompts.parsers import Verdict, parse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -129,13 +130,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     t = load_template(args.template)
     item = find_item(load(data_source(args)), args.item)
     shown, note = shown_candidates(t, item, args.loser, args.candidate)
-    cands = item.candidates()
-    messages = t.render(
-        conversation=item.conversation,
-        responses=[cands[c].text for c in shown],
-        goal=item.category.goal,
-        category=item.category,
-    )
+    messages = render_comparison(t, item, shown)
     labels = display_labels(t.mode, len(shown))
     order = ", ".join(f"{lbl} = {c}" for lbl, c in zip(labels, shown, strict=True))
     if args.json:

@@ -21,9 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from benchmark.data import DATASET_DIR, DataError, Manifest, ManifestFile, pinned_manifest
 from judges.errors import UserError
-
-from .data import DATASET_DIR, Manifest, ManifestFile, pinned_manifest
 
 URL_ENV = "RMB_ARCHIVE_URL"
 ARCHIVE_URL = "https://codeload.github.com/{repo}/tar.gz/{commit}"
@@ -268,3 +267,19 @@ def fetch_dataset(
         )
     stamp.write_text(manifest.commit + "\n")
     return report
+
+
+DATA_ENV = "RMB_DATA"
+
+
+def default_data_source() -> Path:
+    """Where the data is when no --data is given: $RMB_DATA, else the copy `rmb data fetch` made."""
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env)
+    fetched = verified_dataset()
+    if fetched is not None:
+        return fetched
+    raise DataError(
+        f"no dataset: run `rmb data fetch` to download RMB, or pass --data PATH (or set {DATA_ENV})"
+    )

@@ -16,11 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from judges.errors import UserError
-
-from .report import md_table, read_manifest, rebuild, run_label
-from .scoring import SUBSET_NAMES, ItemResult, scenario_name
-from .stats import (
+from benchmark.rundir import read_manifest
+from benchmark.scoring import SUBSET_NAMES, ItemResult, scenario_name
+from benchmark.scoring.stats import (
     Interval,
     McNemar,
     holm,
@@ -29,6 +27,9 @@ from .stats import (
     percentile_interval,
     rng_for,
 )
+from judges.errors import UserError
+
+from .facts import run_label
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +41,10 @@ class RunData:
 
 
 def load_run(path: Path) -> RunData:
-    """A run's report.json (rebuilt from the cache first if the run has none)."""
+    """A run's report.json (`rmb compare` rebuilds the missing ones first)."""
     report_file = path / "report.json"
-    if not report_file.is_file():
-        if not path.is_dir():
-            raise UserError(f"{path}: no such run directory")
-        rebuild(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: no such run directory")
     try:
         report = json.loads(report_file.read_text())
         items = {d["uid"]: ItemResult.from_dict(d) for d in report["items"]}
@@ -206,80 +205,6 @@ class CompareResult:
             "warnings": self.warnings,
         }
 
-    def markdown(self) -> str:
-        def cell(g: dict[str, Any] | None) -> str:
-            if not g or g.get("accuracy") is None:
-                return "–"
-            ci = g.get("ci")
-            return f"{g['accuracy']:.3f}" + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else "")
-
-        rows = [
-            [
-                r.label,
-                *(cell(r.report.get("subsets", {}).get(n)) for n in SUBSET_NAMES),
-                cell(r.report.get("overall")),
-                f"{len(r.items):,}",
-            ]
-            for r in self.runs
-        ]
-        out = [
-            "# RMB comparison",
-            "",
-            md_table(["Judge × template", *SUBSET_NAMES, "Overall", "Items"], rows),
-            "",
-        ]
-        out += [f"> warning: {w}" for w in self.warnings]
-        for p in self.pairs:
-            out += [
-                "",
-                f"## {p.b} − {p.a}",
-                "",
-                f"Paired over the {p.common:,} items both judged: B − A with its 95% paired "
-                "bootstrap interval (* = excludes 0), and McNemar's test on the item outcomes "
-                "(A better / B better = discordant items).",
-                "",
-                md_table(
-                    ["Group", "Items", "A", "B", "B − A", "95% CI", "McNemar p", "A / B better"],
-                    [_diff_row(d) for d in [*p.subsets, *([p.overall] if p.overall else [])]],
-                ),
-                "",
-                "### Scenarios",
-                "",
-                "Each scenario is a handful of items and there are dozens of them: * marks a "
-                "difference whose interval excludes 0 and whose McNemar p stays below 0.05 after "
-                "Holm's correction over all the scenarios.",
-                "",
-                md_table(
-                    [
-                        "Scenario",
-                        "Items",
-                        "A",
-                        "B",
-                        "B − A",
-                        "95% CI",
-                        "McNemar p",
-                        "A / B better",
-                        "Holm p",
-                    ],
-                    [[*_diff_row(d), f"{d.holm_p:.3g}"] for d in p.scenarios],
-                ),
-            ]
-        return "\n".join(out) + "\n"
-
-
-def _diff_row(d: Difference) -> list[object]:
-    ci = f"[{d.ci.low:+.3f}, {d.ci.high:+.3f}]" if d.ci else "–"
-    return [
-        d.name,
-        f"{d.items:,}",
-        f"{d.a:.3f}",
-        f"{d.b:.3f}",
-        f"{d.diff:+.3f}" + (" *" if d.significant else ""),
-        ci,
-        f"{d.mcnemar.p_value:.3g}",
-        f"{d.mcnemar.a_better} / {d.mcnemar.b_better}",
-    ]
-
 
 def compare_runs(paths: Sequence[Path], *, bootstrap: int = 1000, seed: int = 0) -> CompareResult:
     if len(paths) < 2:
@@ -310,14 +235,3 @@ def compare_runs(paths: Sequence[Path], *, bootstrap: int = 1000, seed: int = 0)
             result.warnings.append(f"{a.label} and {b.label} have no item in common")
         result.pairs.append(pc)
     return result
-
-
-def write_comparison(out_dir: Path, result: CompareResult) -> list[Path]:
-    from .compare_html import render_compare_html
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "compare.json", out_dir / "compare.md", out_dir / "compare.html"]
-    paths[0].write_text(json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n")
-    paths[1].write_text(result.markdown())
-    paths[2].write_text(render_compare_html(result))
-    return paths

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark.data import BoNItem, Item, load
+from benchmark.data.fetch import default_data_source
+from benchmark.scoring import ItemResult, Scores, Ties, aggregate, rank_score
 from judges.errors import UserError
-
-from .data import BoNItem, Item, load
-from .scoring import ItemResult, Scores, Ties, aggregate, rank_score
 
 
 class RewardsError(UserError):
@@ -150,8 +150,10 @@ def score_rewards(
 class RewardsOutcome:
     label: str
     scores: Scores
-    paths: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # what a report of it needs: the items scored and the manifest it writes
+    items: list[Item] = field(default_factory=list)
+    manifest: dict[str, Any] = field(default_factory=dict)
 
 
 def score_rewards_file(
@@ -162,30 +164,19 @@ def score_rewards_file(
     ties: Ties = "strict",
     bootstrap: int = 1000,
     seed: int = 0,
-    out: Path | None = None,
 ) -> RewardsOutcome:
-    if data is None:
-        import argparse
-
-        from .selection_args import data_source
-
-        data = data_source(argparse.Namespace(data=None))
+    data = data or default_data_source()
     items = load(data)
     scores, warnings = score_rewards(
         list(_records(path)), items, ties=ties, bootstrap=bootstrap, seed=seed
     )
     label = name or path.stem
-    outcome = RewardsOutcome(label, scores, warnings=warnings)
-    if out is not None:
-        from .report import write_reports
-
-        manifest = {
-            "run_id": path.name,
-            "status": "rewards file",
-            "judge": label,
-            "data": {"source": str(data), "items": len(items)},
-            "plan": {"orders": "n/a", "bon_strategy": "rewards", "samples": 1},
-            "ties": ties,
-        }
-        outcome.paths = write_reports(out, scores, manifest=manifest, items=items, judged=[])
-    return outcome
+    manifest = {
+        "run_id": path.name,
+        "status": "rewards file",
+        "judge": label,
+        "data": {"source": str(data), "items": len(items)},
+        "plan": {"orders": "n/a", "bon_strategy": "rewards", "samples": 1},
+        "ties": ties,
+    }
+    return RewardsOutcome(label, scores, warnings, items, manifest)

@@ -321,49 +321,54 @@ def logprob_ab(completion: Completion, n_shown: int) -> Verdict:
 
 ParserFn = Callable[[Completion, int], Verdict]
 
-PARSERS: dict[str, ParserFn] = {
-    "verdict-ab": verdict_ab,
-    "verdict-abc": verdict_abc,
-    "json-winner": json_winner,
-    "logprob-ab": logprob_ab,
-    "verdict-index": verdict_index,
-    "rating-10": rating_10,
-    "rating-5": rating_5,
+
+@dataclass(frozen=True, slots=True)
+class Parser:
+    """A parser as a template names it: the function, the template mode whose answers it reads
+    (a template naming a parser of another mode is refused), and whether its verdict is the
+    answer's first token (an answer stopped at the token limit is then complete, and cached)."""
+
+    fn: ParserFn
+    mode: str
+    first_token: bool = False
+
+
+PARSER_TABLE: dict[str, Parser] = {
+    "verdict-ab": Parser(verdict_ab, "pairwise"),
+    "verdict-abc": Parser(verdict_abc, "pairwise"),
+    "json-winner": Parser(json_winner, "pairwise"),
+    "logprob-ab": Parser(logprob_ab, "pairwise", first_token=True),
+    "verdict-index": Parser(verdict_index, "listwise"),
+    "rating-10": Parser(rating_10, "pointwise"),
+    "rating-5": Parser(rating_5, "pointwise"),
 }
-# parsers whose verdict is the answer's first token: an answer stopped at the token limit is
-# complete for them (and cached), not cut off
-FIRST_TOKEN_PARSERS = frozenset({"logprob-ab"})
-# the template mode each parser reads; a template naming a parser of another mode is refused
-PARSER_MODES: dict[str, str] = {
-    "verdict-ab": "pairwise",
-    "verdict-abc": "pairwise",
-    "json-winner": "pairwise",
-    "logprob-ab": "pairwise",
-    "verdict-index": "listwise",
-    "rating-10": "pointwise",
-    "rating-5": "pointwise",
-}
-# a single-token answer stops at max_tokens by design: "length" is its normal finish
-_LENGTH_IS_NORMAL = {"logprob-ab"}
+# views of the table by what the callers ask
+PARSERS: dict[str, ParserFn] = {name: p.fn for name, p in PARSER_TABLE.items()}
+PARSER_MODES: dict[str, str] = {name: p.mode for name, p in PARSER_TABLE.items()}
+FIRST_TOKEN_PARSERS = frozenset(name for name, p in PARSER_TABLE.items() if p.first_token)
 
 
 def parse(parser: str, completion: Completion, n_shown: int) -> Verdict:
     """Read a completion with the named parser. Failed, refused, cut-off or empty answers are
     invalid with the reason, before any parsing."""
-    fn = PARSERS.get(parser)
-    if fn is None:
+    table = PARSER_TABLE.get(parser)
+    if table is None:
         raise KeyError(f"unknown parser {parser!r}; known: {', '.join(PARSERS)}")
     c = completion
+    if c.finish_reason == "length" and c.error:
+        # cut before it began: reasoning took the whole token limit (the judge says so)
+        return invalid(c.error)
     if c.finish_reason == "error" or (
         c.error and c.finish_reason not in ("refused", "content_filter")
     ):
         return invalid(f"api error: {c.error or 'unknown'}")
     if c.finish_reason in ("refused", "content_filter"):
         return invalid(f"refused: {c.error or c.finish_reason}")
-    if c.finish_reason == "length" and parser not in _LENGTH_IS_NORMAL:
+    # a single-token answer stops at max_tokens by design: "length" is its normal finish
+    if c.finish_reason == "length" and not table.first_token:
         return invalid("truncated")
     if c.finish_reason not in ("stop", "length"):
         return invalid(f"unexpected finish_reason {c.finish_reason!r}")
     if not c.text.strip():
         return invalid("empty answer")
-    return fn(c, n_shown)
+    return table.fn(c, n_shown)

@@ -1,0 +1,500 @@
+"""Every option of a run in one typed record, `RunOptions`: its fields generate the `rmb run`
+flags, the run config's keys (TOML, see benchmark.config) and their defaults, the checks made
+before anything runs, and the manifest's record of the options. A new option is one field here
+(and, if it changes what a judge is asked, the JudgeOptions field it fills).
+
+Each field's metadata is an `Opt`: the help text, the flag group, and what a value must be
+(`min`/`max`, `above` for a strict lower bound, `finite`, `choices`)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from judges.base import DEFAULT, JudgeOptions
+from judges.errors import UserError
+from judges.models import ANSWER_TOKENS, ANTHROPIC_VERSION, ANTHROPIC_VERSIONS, REASONING_TOKENS
+
+from .data import Goal, Selection, SetName
+from .plan import BON_STRATEGIES, ORDERS
+
+_J = JudgeOptions()
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+VERBOSITY = ("low", "medium", "high")
+Kind = Literal["string", "int", "number", "bool", "list"]
+# how a kind is named in an error message
+KIND_WORDS: dict[Kind, str] = {
+    "string": "a string",
+    "int": "a whole number",
+    "number": "a number",
+    "bool": "true or false",
+    "list": "a list of strings",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Opt:
+    """What a field of RunOptions is to the user: metadata only, read by the generators below."""
+
+    help: str
+    group: str  # flag group in `rmb run --help`: main (no group), selection, plan, judge, run
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    above: float | None = None  # strictly greater than
+    finite: bool = False
+    judge: str | None = None  # the JudgeOptions field this option fills
+    config: bool = True  # a key of the run config file
+    flag: str | None = None  # default: --the-field-name
+
+    def flag_name(self, name: str) -> str:
+        return self.flag or "--" + name.replace("_", "-")
+
+
+def opt(default: Any, help: str, group: str, **meta: Any) -> Any:
+    """A RunOptions field: its default and its `Opt` metadata."""
+    return field(default=default, metadata={"opt": Opt(help, group, **meta)})
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """The options of one run, as `rmb run` flags, config keys and `benchmark.run(options)`."""
+
+    judge: str | None = opt(
+        None,
+        "openai:MODEL, anthropic:MODEL, vllm:MODEL, local (default: openai if OPENAI_API_KEY is "
+        "set, else anthropic if ANTHROPIC_API_KEY is, else local)",
+        "main",
+        metavar="SPEC",
+    )
+    template: str = opt(
+        "pairwise",
+        "prompt template (default: pairwise); see `rmb templates list`",
+        "main",
+        metavar="NAME|PATH",
+    )
+    # ------------------------------------------------------------------ selection
+    data: str | Path | None = opt(
+        None,
+        "RMB_dataset directory, one RMB JSON file, or a JSONL file of records in the same shape "
+        "(default: $RMB_DATA, else the copy `rmb data fetch` made)",
+        "selection",
+        metavar="PATH",
+    )
+    sets: tuple[str, ...] = opt(
+        ("pairwise", "bon"),
+        "pairwise and/or bon (repeat or comma-separate; default: both)",
+        "selection",
+        metavar="SET",
+        choices=typing.get_args(SetName),
+        flag="--set",
+    )
+    goals: tuple[str, ...] = opt(
+        ("helpfulness", "harmlessness"),
+        "helpfulness and/or harmlessness (repeat or comma-separate; default: both)",
+        "selection",
+        metavar="GOAL",
+        choices=typing.get_args(Goal),
+        flag="--goal",
+    )
+    tasks: tuple[str, ...] = opt(
+        (),
+        "helpfulness task name or glob, e.g. 'Code' (case-insensitive; repeatable)",
+        "selection",
+        metavar="GLOB",
+        flag="--task",
+    )
+    scenarios: tuple[str, ...] = opt(
+        (),
+        "scenario name or glob, e.g. 'S1*' or '*Translation' (case-insensitive; repeatable)",
+        "selection",
+        metavar="GLOB",
+        flag="--scenario",
+    )
+    per_scenario: int | None = opt(
+        None, "at most N items per scenario and set, seeded sample", "selection", metavar="N", min=1
+    )
+    limit: int | None = opt(
+        None, "at most N items in all, seeded sample", "selection", metavar="N", min=1
+    )
+    seed: int = opt(
+        0, "sampling seed (default 0); a given seed picks the same items every time", "selection"
+    )
+    # ------------------------------------------------------------------ plan
+    orders: str = opt("both", "pairwise display orders (default: both)", "plan", choices=ORDERS)
+    bon_strategy: str | None = opt(
+        None, "Best-of-N strategy (default: the template's mode)", "plan", choices=BON_STRATEGIES
+    )
+    permutations: int = opt(
+        1, "listwise: K seeded shuffles per item (default 1)", "plan", metavar="K", min=1
+    )
+    samples: int = opt(
+        1, "K answers per comparison, majority vote (default 1)", "plan", metavar="K", min=1
+    )
+    ties: str = opt(
+        "strict",
+        "a tie scores 0 (strict, RMB's rule) or 0.5 (default: strict)",
+        "plan",
+        choices=("strict", "half"),
+    )
+    bootstrap: int = opt(
+        1000, "bootstrap resamples for intervals (default 1000)", "plan", metavar="N", min=0
+    )
+    # ------------------------------------------------------------------ judge
+    concurrency: int = opt(
+        _J.concurrency,
+        f"requests in flight (default {_J.concurrency})",
+        "judge",
+        metavar="N",
+        min=1,
+        judge="concurrency",
+    )
+    rps: float | None = opt(
+        None, "at most R requests per second", "judge", metavar="R", judge="requests_per_s"
+    )
+    tpm: int | None = opt(
+        None, "at most T tokens per minute", "judge", metavar="T", judge="tokens_per_min"
+    )
+    temperature: float | None = opt(
+        None,
+        "sampling temperature (default: 0 where the model family takes one, not sent where it "
+        "does not: reasoning models, Claude on API version 2026-10-21)",
+        "judge",
+        judge="temperature",
+        min=0,
+        finite=True,
+    )
+    max_tokens: int | None = opt(
+        None,
+        f"token limit of an answer (default {ANSWER_TOKENS:,}, or {REASONING_TOKENS:,} for a "
+        "model that reasons: its thinking counts against the limit; a template may set its own)",
+        "judge",
+        metavar="N",
+        judge="max_tokens",
+        min=1,
+    )
+    reasoning_effort: str | None = opt(
+        None,
+        "OpenAI reasoning_effort / Anthropic output_config.effort (default: the API's own; "
+        "see `rmb prices MODEL` for what a model is sent)",
+        "judge",
+        choices=EFFORTS,
+        judge="reasoning_effort",
+    )
+    verbosity: str | None = opt(
+        None,
+        "OpenAI GPT-5 verbosity (default: the API's own)",
+        "judge",
+        choices=VERBOSITY,
+        judge="verbosity",
+    )
+    thinking: str | None = opt(
+        None,
+        "Claude thinking: adaptive, disabled, or a budget of N tokens (>= 1024) (default: the "
+        "model's own: off before Claude 5, adaptive from it)",
+        "judge",
+        metavar="MODE|N",
+        judge="thinking",
+    )
+    chat_template_kwargs: str | None = opt(
+        None,
+        "chat-template arguments for vLLM/SGLang, a JSON object, e.g. '{\"enable_thinking\": false}'",
+        "judge",
+        metavar="JSON",
+        judge="chat_template_kwargs",
+    )
+    extra_body: str | None = opt(
+        None,
+        "more request body fields a server accepts, a JSON object (merged last)",
+        "judge",
+        metavar="JSON",
+        judge="extra_body",
+    )
+    api_version: str | None = opt(
+        None,
+        f"anthropic-version both Anthropic transports send (default {ANTHROPIC_VERSION}, the "
+        "SDK's; 2023-06-01 still takes a temperature on the models that had one)",
+        "judge",
+        choices=ANTHROPIC_VERSIONS,
+        judge="api_version",
+    )
+    system_prompt: str | None = opt(
+        None,
+        "a system message put before the template's",
+        "judge",
+        metavar="TEXT",
+        judge="system_prompt",
+    )
+    base_url: str | None = opt(
+        None,
+        "OpenAI-compatible server (vLLM, llama.cpp, SGLang)",
+        "judge",
+        metavar="URL",
+        judge="base_url",
+    )
+    api_key_env: str | None = opt(
+        None,
+        "the environment variable holding the API key",
+        "judge",
+        metavar="VAR",
+        judge="api_key_env",
+    )
+    transport: str | None = opt(
+        None,
+        "HTTP client of openai: and anthropic: judges: the official SDK or a lean aiohttp "
+        "session (default: lean for --base-url servers, sdk for the hosted APIs)",
+        "judge",
+        choices=("sdk", "lean"),
+        judge="transport",
+    )
+    timeout: float = opt(
+        _J.timeout_s,
+        f"per-request timeout in seconds (default {_J.timeout_s:g})",
+        "judge",
+        metavar="S",
+        judge="timeout_s",
+    )
+    max_retries: int = opt(
+        _J.max_retries,
+        f"retries on 429/5xx/timeouts (default {_J.max_retries})",
+        "judge",
+        metavar="N",
+        judge="max_retries",
+    )
+    # ------------------------------------------------------------------ run
+    cache_dir: str | Path | None = opt(
+        None, "answer cache (default: $RMB_CACHE_DIR or ./cache)", "run", metavar="DIR"
+    )
+    runs_dir: str | Path = opt(
+        "runs", "where run directories go (default: ./runs)", "run", metavar="DIR"
+    )
+    run_id: str | None = opt(
+        None,
+        "run directory name (default: derived from judge, template, data, options)",
+        "run",
+        metavar="ID",
+    )
+    max_cost: float | None = opt(
+        None, "stop before spending more than this", "run", metavar="USD", above=0, finite=True
+    )
+    prices: str | Path | None = opt(
+        None,
+        "USD per million tokens for models the built-in table lacks "
+        '(TOML/JSON: {"model": {"input": 2.5, "output": 10}})',
+        "run",
+        metavar="FILE",
+    )
+    model_rules: str | Path | None = opt(
+        None,
+        "request rules for model families the built-in table lacks or gets wrong "
+        '(TOML/JSON: [families.NAME] match = "regex", like = "openai-gpt-5", temperature = "no")',
+        "run",
+        metavar="FILE",
+    )
+    dry_run: bool = opt(
+        False, "count requests, cache hits, tokens and cost; send nothing", "run", config=False
+    )
+    quiet: bool = opt(False, "no progress bar, no table", "run")
+
+    def selection(self) -> Selection:
+        return Selection(
+            sets=self.sets,  # type: ignore[arg-type]
+            goals=self.goals,  # type: ignore[arg-type]
+            tasks=self.tasks,
+            scenarios=self.scenarios,
+            per_scenario=self.per_scenario,
+            limit=self.limit,
+            seed=self.seed,
+        )
+
+    def judge_options(self, base: JudgeOptions | None = None) -> JudgeOptions:
+        """The judge's settings these options give (the rest as in `base`)."""
+        given = {m.judge: getattr(self, f.name) for f, m in _opts() if m.judge}
+        if given["temperature"] is None:
+            given["temperature"] = DEFAULT  # the model family's default
+        for name in ("chat_template_kwargs", "extra_body"):
+            given[name] = _json_object(name, given[name])
+        return replace(base or JudgeOptions(), **given)
+
+    def check(self) -> RunOptions:
+        """Every value against its field's rule; the first that breaks one is a UserError
+        naming its flag. Returns self, so `RunOptions(...).check()` reads as a sentence."""
+        for f, m in _opts():
+            _check_value(m.flag_name(f.name), getattr(self, f.name), m)
+        return self
+
+    def manifest(self) -> dict[str, Any]:
+        """The options as the manifest records them (no secret: a key lives in the environment,
+        the options name only its variable)."""
+        return asdict(self)
+
+
+def _json_object(name: str, text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    flag = "--" + name.replace("_", "-")
+    try:
+        value = json.loads(text) if isinstance(text, str) else text
+    except ValueError as exc:
+        raise UserError(f"{flag}: not JSON ({exc}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{flag}: expected a JSON object, got {text!r}")
+    return value
+
+
+@functools.cache
+def _opts() -> tuple[tuple[Any, Opt], ...]:
+    return tuple((f, f.metadata["opt"]) for f in fields(RunOptions))
+
+
+@functools.cache
+def kinds() -> dict[str, Kind]:
+    """field name -> the kind of value it holds, from its annotation."""
+    hints = typing.get_type_hints(RunOptions)
+    return {f.name: _kind(hints[f.name]) for f in fields(RunOptions)}
+
+
+def _kind(hint: Any) -> Kind:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        return "list"
+    return {bool: "bool", int: "int", float: "number"}.get(hint, "string")  # type: ignore[return-value]
+
+
+def _check_value(name: str, v: Any, m: Opt) -> None:
+    if v is None:
+        return
+    if m.choices is not None:
+        for one in v if isinstance(v, tuple) else (v,):
+            if one not in m.choices:
+                raise UserError(
+                    f"{name}: unknown value {one!r}; choose from {', '.join(m.choices)}"
+                )
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return
+    if m.finite and not math.isfinite(v):
+        raise UserError(f"{name} must be a finite number, got {v}")
+    if m.min is not None and v < m.min:
+        raise UserError(f"{name} must be at least {m.min:g}, got {v}")
+    if m.max is not None and v > m.max:
+        raise UserError(f"{name} must be at most {m.max:g}, got {v}")
+    if m.above is not None and not v > m.above:
+        raise UserError(f"{name} must be above {m.above:g}, got {v}")
+
+
+def fields_in(*groups: str) -> Iterator[tuple[str, Opt]]:
+    for f, m in _opts():
+        if not groups or m.group in groups:
+            yield f.name, m
+
+
+def defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in fields(RunOptions) if f.default is not MISSING}
+
+
+def valid_kind(kind: Kind, v: Any) -> bool:
+    """Whether a config value is of the kind its option holds."""
+    if kind == "string":
+        return isinstance(v, str)
+    if kind == "int":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind == "number":
+        return isinstance(v, int | float) and not isinstance(v, bool)
+    if kind == "bool":
+        return isinstance(v, bool)
+    return isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+
+
+_ARG_TYPES: dict[Kind, Any] = {"int": int, "number": float}
+TITLES = {"selection": "dataset selection"}
+
+
+def add_flags(
+    parser: argparse.ArgumentParser, groups: tuple[str, ...], *, with_defaults: bool = False
+) -> None:
+    """The flags of the options in `groups`, one argparse group each. Without `with_defaults`
+    every flag defaults to None, so that "not given" is told apart from the default value (a run
+    config fills the gap first)."""
+    kind = kinds()
+    made: dict[str, Any] = {}
+    all_defaults = defaults()
+    for name, m in fields_in(*groups):
+        g: Any
+        # "main" options stand at the top of --help, outside any group
+        if m.group == "main":
+            g = parser
+        elif m.group in made:
+            g = made[m.group]
+        else:
+            g = made[m.group] = parser.add_argument_group(TITLES.get(m.group, m.group))
+        k = kind[name]
+        kw: dict[str, Any] = {"dest": name, "help": m.help}
+        kw["default"] = all_defaults[name] if with_defaults else None
+        if k == "bool":
+            kw["action"] = "store_true"
+        else:
+            if m.metavar:
+                kw["metavar"] = m.metavar
+            if k == "list":
+                kw["action"] = "append"
+                kw["default"] = None
+            elif m.choices is not None:
+                kw["choices"] = m.choices
+            elif k in _ARG_TYPES:
+                kw["type"] = _bounded(_ARG_TYPES[k], m)
+        g.add_argument(m.flag_name(name), **kw)
+
+
+def _bounded(convert: Any, m: Opt) -> Any:
+    """argparse's type: the conversion, and a range error as argparse's own usage message."""
+    if m.min is None:
+        return convert
+
+    def parse(text: str) -> Any:
+        try:
+            v = convert(text)
+        except ValueError:
+            what = "a whole number" if convert is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if v < m.min:
+            raise argparse.ArgumentTypeError(f"expected a number ≥ {m.min:g}, got {v}")
+        return v
+
+    parse.__name__ = convert.__name__
+    return parse
+
+
+def _split(values: list[str] | tuple[str, ...] | str | None) -> tuple[str, ...]:
+    raw = [values] if isinstance(values, str) else values or []
+    return tuple(v.strip() for r in raw for v in r.split(",") if v.strip())
+
+
+def from_values(values: Mapping[str, Any]) -> RunOptions:
+    """RunOptions from flag/config values (None = not given: the field's default), with the
+    repeatable lists split at commas and choices compared case-insensitively."""
+    kind = kinds()
+    out: dict[str, Any] = {}
+    for name, m in fields_in():
+        v = values.get(name)
+        if v is None:
+            continue
+        if kind[name] == "list":
+            v = _split(v)
+            if m.choices is not None:
+                v = tuple(dict.fromkeys(x.lower() for x in v))
+            if not v:
+                continue
+        elif isinstance(v, Path):
+            v = str(v)
+        out[name] = v
+    return RunOptions(**out).check()
