@@ -152,3 +152,42 @@ def test_rmb_prices_shows_rates_their_source_and_what_is_sent(
     assert out[5] == "  sends: temperature not sent, token limit 16,384 (room to reason)"
     assert main(["prices", "openai:my-model", "--base-url", "https://my.example/v1"]) == 0
     assert "cost unknown" in capsys.readouterr().out
+
+
+def test_reasoning_controls_come_from_flags_config_and_front_matter(tmp_path: Path) -> None:
+    from benchmark.options import from_values
+    from judges.base import DEFAULT
+    from judges.errors import UserError
+    from prompts import load_template
+
+    o = from_values(
+        {
+            "reasoning_effort": "low",
+            "thinking": "adaptive",
+            "chat_template_kwargs": '{"enable_thinking": false}',
+            "extra_body": '{"top_k": 20}',
+            "api_version": "2023-06-01",
+        }
+    ).judge_options()
+    assert (o.reasoning_effort, o.thinking, o.api_version) == ("low", "adaptive", "2023-06-01")
+    assert o.chat_template_kwargs == {"enable_thinking": False} and o.extra_body == {"top_k": 20}
+    assert o.temperature == DEFAULT and o.max_tokens is None  # the family decides
+    with pytest.raises(UserError, match="--extra-body: expected a JSON object"):
+        from_values({"extra_body": "[1]"}).judge_options()
+    with pytest.raises(UserError, match="--chat-template-kwargs: not JSON"):
+        from_values({"chat_template_kwargs": "{enable_thinking: false}"}).judge_options()
+    custom = tmp_path / "qwen-pairwise.j2"
+    builtin = load_template("pairwise").source
+    custom.write_text(
+        builtin.replace(
+            'version = "1"',
+            'version = "1"\nreasoning_effort = "none"\nchat_template_kwargs = {enable_thinking = false}',
+        )
+    )
+    t = load_template(str(custom))
+    assert t.reasoning == {
+        "reasoning_effort": "none",
+        "chat_template_kwargs": {"enable_thinking": False},
+    }
+    # the user's flag wins over the template's
+    assert o.with_defaults(t.reasoning).reasoning_effort == "low"
