@@ -110,6 +110,19 @@ def _gpt5x(
     )
 
 
+# Opus 4.7 took away sampling and budget thinking; the 5 generation keeps that and thinks by default
+_OPUS_47 = Family(
+    "claude-opus-4.7+",
+    "anthropic",
+    r"claude-opus-4-[7-9]",
+    temperature="no",
+    logprobs="no",
+    efforts=("low", "medium", "high", "xhigh", "max"),
+    default_effort="high",
+    thinking=("adaptive", "disabled"),
+    source="platform.claude.com models/migration-guide#migrating-to-claude-opus-4-7",
+)
+
 FAMILIES: tuple[Family, ...] = (
     # ---- OpenAI (Chat Completions)
     _gpt5x(
@@ -193,30 +206,15 @@ FAMILIES: tuple[Family, ...] = (
         source="Gemini OpenAI compatibility; 'Logprobs is not enabled for models/gemini-2.5-*'",
     ),
     # ---- Anthropic (Messages API)
-    Family(
-        "claude-5",
-        "anthropic",
-        r"claude-(?:opus|sonnet|haiku|fable)-5",
-        temperature="no",
-        logprobs="no",
-        efforts=("low", "medium", "high", "xhigh", "max"),
-        default_effort="high",
-        thinking=("adaptive", "disabled"),
-        default_thinking="adaptive",
+    replace(
+        _OPUS_47,
+        name="claude-5",
+        match=r"claude-(?:opus|sonnet|haiku|fable)-5",
+        default_thinking="adaptive",  # on by default
         disabled_efforts=("low", "medium", "high"),
         source="platform.claude.com models/opus-5/migration-guide (2026-07-24)",
     ),
-    Family(
-        "claude-opus-4.7+",
-        "anthropic",
-        r"claude-opus-4-[7-9]",
-        temperature="no",
-        logprobs="no",
-        efforts=("low", "medium", "high", "xhigh", "max"),
-        default_effort="high",
-        thinking=("adaptive", "disabled"),
-        source="platform.claude.com models/migration-guide#migrating-to-claude-opus-4-7",
-    ),
+    _OPUS_47,
     Family(
         "claude-4.6",
         "anthropic",
