@@ -17,7 +17,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from loopback_server import Format, judge_text  # noqa: E402
+from support.loopback_server import Format, judge_text  # noqa: E402
 from throughput import MODEL, pairwise_items  # noqa: E402
 
 from benchmark.plan import plan, render_comparison  # noqa: E402

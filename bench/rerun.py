@@ -134,7 +134,7 @@ def measure(srv: Any, *, full: bool = True, keep: Path | None = None) -> dict[st
 
 
 def main() -> int:
-    from loopback_server import running_server
+    from support.loopback_server import running_server
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--skip-full", action="store_true", help="only the 1,000-comparison rerun")

@@ -5,7 +5,7 @@ average next to it (the machine may be shared: read the numbers against the load
     .venv/bin/python bench/run.py [--quick] [--skip-full] [--out bench/results.json]
 
 Lines: data load of the full shared RMB (time, peak RSS); per-comparison harness cost (render,
-key, cache lookup, parse) and cache writes/reads per second; throughput through the real OpenAI
+key, cache lookup, parse) and cache writes/reads per second; scoring the full RMB; throughput through the real OpenAI
 judge against the loopback server (its own process, 200 ms latency) at concurrency 64, 256, 512,
 on its two transports side by side (the official SDK and the lean aiohttp session, the default
 for a `--base-url` server, which carries the targets), and lean in two client processes; a cached rerun of 1,000 comparisons and of the full RMB
@@ -30,10 +30,11 @@ sys.path[:0] = [str(HERE.parent), str(HERE.parent / "tests"), str(HERE)]
 
 import harness  # noqa: E402
 import rerun  # noqa: E402
+import scoring  # noqa: E402
 import throughput  # noqa: E402
 from data_load import DEFAULT as RMB_DIR  # noqa: E402
 from data_load import measure_load  # noqa: E402
-from loopback_server import running_server  # noqa: E402
+from support.loopback_server import running_server  # noqa: E402
 
 LATENCY_S = 0.2
 
@@ -116,6 +117,12 @@ def harness_lines() -> list[Line]:
         info("cache writes (256 per transaction)", r["cache_writes_per_s"], "/s"),
         info("cache reads (256 keys per lookup)", r["cache_reads_per_s"], "/s"),
     ]
+
+
+def scoring_lines() -> list[Line]:
+    r = scoring.measure()
+    detail = f"{r['comparisons']:,} comparisons, {r['items']:,} items, 1,000 resamples"
+    return [at_most("scoring, full RMB: wall", 20.0, r["seconds"], "s", detail)]
 
 
 def throughput_lines(quick: bool) -> list[Line]:
@@ -204,6 +211,7 @@ def main() -> int:
     print(HEADER)
     section("data load", data_lines, lines)
     section("harness cost", harness_lines, lines)
+    section("scoring", scoring_lines, lines)
     section("throughput", lambda: throughput_lines(a.quick), lines)
     section("cached reruns (rmb run)", lambda: rerun_lines(not a.skip_full), lines)
     print()

@@ -218,7 +218,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=8, help="requests per worker")
     p.add_argument("--profile", metavar="FILE", help="cProfile the client (procs 1) into FILE")
     a = p.parse_args()
-    from loopback_server import running_server
+    from support.loopback_server import running_server
 
     with running_server(latency=a.latency) as srv:
         for conc in a.concurrency:

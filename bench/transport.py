@@ -26,7 +26,7 @@ import openai
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-from loopback_server import start_server  # noqa: E402
+from support.loopback_server import start_server  # noqa: E402
 
 PROMPT = "Compare the two responses, then answer [[A]] or [[B]].\n" + "lorem ipsum " * 250
 

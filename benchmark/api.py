@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, ParamSpec
 
 from benchmark import rundir
+from benchmark.analysis.facts import ItemFacts, item_facts
+from benchmark.analysis.run import analyse_run
 from benchmark.data import Item, load, outline, return_freed_memory
 from benchmark.data.fetch import default_data_source
 from benchmark.options import RunOptions
@@ -35,7 +37,7 @@ from benchmark.runner.progress import Counters
 from benchmark.scoring import score
 from judges.base import Judge, JudgeIdentity, Usage
 from judges.cache import CacheStore
-from judges.errors import UserError
+from judges.errors import JudgeServerDied, UserError
 from judges.registry import build_judge, default_judge_spec
 from prompts import Template, load_template
 
@@ -117,6 +119,8 @@ class _Run:
     plan: dict[str, Any] = field(default_factory=dict)
     data_hash: str = ""
     manifest: dict[str, Any] = field(default_factory=dict)
+    # the answers' lengths and writers, taken before the texts go (the analyses read them)
+    facts: dict[str, ItemFacts] = field(default_factory=dict)
 
 
 def _inputs(options: RunOptions, items: Sequence[Item] | None) -> _Run:
@@ -278,6 +282,7 @@ async def _judge(
     # past here nothing is rendered: scoring needs no text, and the report's few examples read
     # theirs again from the dataset (a full RMB run's texts are 43 MB)
     prepared.release()
+    run.facts = item_facts(run.items)
     if run.from_disk:
         run.items = outline(run.items)
         return_freed_memory()
@@ -313,6 +318,15 @@ def _finish(
         manifest["resume"] = resume_hint
     rundir.write_json(run.run_dir / MANIFEST_FILE, manifest)
     if result.scores is not None:
+        analysis = analyse_run(
+            run.items,
+            run.facts,
+            judged,
+            result.scores,
+            judge=run.identity.model,
+            bootstrap=o.bootstrap,
+            seed=o.seed,
+        )
         result.reports = write_reports(
             run.run_dir,
             result.scores,
@@ -320,6 +334,7 @@ def _finish(
             items=None if run.from_disk else run.items,
             judged=judged,
             completions=outcome.answers,
+            analysis=analysis,
         )
     result.wall_s = time.monotonic() - run.t0
     return result
@@ -347,9 +362,19 @@ async def arun(
             if options.dry_run:
                 return await _estimate(run, prepared, store)
             _start(run, prepared, store)
-            outcome, judged = await _judge(
-                run, prepared, the_judge, store, progress=progress, handle_signals=handle_signals
-            )
+            try:
+                outcome, judged = await _judge(
+                    run,
+                    prepared,
+                    the_judge,
+                    store,
+                    progress=progress,
+                    handle_signals=handle_signals,
+                )
+            except JudgeServerDied as e:  # execute() kept the answers: say how to go on
+                if resume_hint and not getattr(e, "__notes__", None):
+                    e.add_note(f"Answers so far are cached; to resume run:\n  {resume_hint}")
+                raise
         finally:
             store.close()
     finally:

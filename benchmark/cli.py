@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except UserError as e:
-        print(f"rmb: error: {e}", file=sys.stderr)
+        print(f"rmb: error: {e}", *getattr(e, "__notes__", ()), sep="\n", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("rmb: interrupted", file=sys.stderr)

@@ -4,13 +4,21 @@ before anything runs, and the manifest's record of the options. A new option is 
 (and, if it changes what a judge is asked, the JudgeOptions field it fills).
 
 Each field's metadata is an `Opt`: the help text, the flag group, and what a value must be
-(`min`/`max`, `above` for a strict lower bound, `finite`, `choices`)."""
+(`min`/`max`, `above` for a strict lower bound, `finite`, `choices`). Adding an option:
+
+    reasoning_effort: str | None = opt(
+        None, "how hard a reasoning model thinks", "judge",
+        choices=("low", "medium", "high"), judge="reasoning_effort",
+    )
+
+gives `--reasoning-effort`, the config key `reasoning_effort`, the check, the manifest entry,
+and `judge_options().reasoning_effort`. The kind of value comes from the annotation: str (or
+Path), int, float, bool, tuple[str, ...] (a repeatable flag), dict[str, Any] (a JSON object
+on the command line, a TOML table in a config)."""
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import math
 import types
 import typing
@@ -29,7 +37,9 @@ from .plan import BON_STRATEGIES, ORDERS
 _J = JudgeOptions()
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 VERBOSITY = ("low", "medium", "high")
-Kind = Literal["string", "int", "number", "bool", "list"]
+# what a field holds, from its annotation: str/Path, int, float, bool, tuple[str, ...], and
+# dict[str, Any] ("table": a JSON object on the command line, a TOML table in a config)
+Kind = Literal["string", "int", "number", "bool", "list", "table"]
 # how a kind is named in an error message
 KIND_WORDS: dict[Kind, str] = {
     "string": "a string",
@@ -37,6 +47,7 @@ KIND_WORDS: dict[Kind, str] = {
     "number": "a number",
     "bool": "true or false",
     "list": "a list of strings",
+    "table": "a table of keys and values (a JSON object on the command line)",
 }
 
 
@@ -205,14 +216,14 @@ class RunOptions:
         metavar="MODE|N",
         judge="thinking",
     )
-    chat_template_kwargs: str | None = opt(
+    chat_template_kwargs: dict[str, Any] | None = opt(
         None,
         "chat-template arguments for vLLM/SGLang, a JSON object, e.g. '{\"enable_thinking\": false}'",
         "judge",
         metavar="JSON",
         judge="chat_template_kwargs",
     )
-    extra_body: str | None = opt(
+    extra_body: dict[str, Any] | None = opt(
         None,
         "more request body fields a server accepts, a JSON object (merged last)",
         "judge",
@@ -321,34 +332,20 @@ class RunOptions:
         given = {m.judge: getattr(self, f.name) for f, m in _opts() if m.judge}
         if given["temperature"] is None:
             given["temperature"] = DEFAULT  # the model family's default
-        for name in ("chat_template_kwargs", "extra_body"):
-            given[name] = _json_object(name, given[name])
         return replace(base or JudgeOptions(), **given)
 
     def check(self) -> RunOptions:
         """Every value against its field's rule; the first that breaks one is a UserError
         naming its flag. Returns self, so `RunOptions(...).check()` reads as a sentence."""
+        kind = kinds()
         for f, m in _opts():
-            _check_value(m.flag_name(f.name), getattr(self, f.name), m)
+            _check_value(m.flag_name(f.name), getattr(self, f.name), m, kind[f.name])
         return self
 
     def manifest(self) -> dict[str, Any]:
         """The options as the manifest records them (no secret: a key lives in the environment,
         the options name only its variable)."""
         return asdict(self)
-
-
-def _json_object(name: str, text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    flag = "--" + name.replace("_", "-")
-    try:
-        value = json.loads(text) if isinstance(text, str) else text
-    except ValueError as exc:
-        raise UserError(f"{flag}: not JSON ({exc}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise UserError(f"{flag}: expected a JSON object, got {text!r}")
-    return value
 
 
 @functools.cache
@@ -360,20 +357,25 @@ def _opts() -> tuple[tuple[Any, Opt], ...]:
 def kinds() -> dict[str, Kind]:
     """field name -> the kind of value it holds, from its annotation."""
     hints = typing.get_type_hints(RunOptions)
-    return {f.name: _kind(hints[f.name]) for f in fields(RunOptions)}
+    return {f.name: hint_kind(hints[f.name]) for f in fields(RunOptions)}
 
 
-def _kind(hint: Any) -> Kind:
+def hint_kind(hint: Any) -> Kind:
+    """The kind of value a field annotated `hint` holds (None aside)."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     if typing.get_origin(hint) is tuple:
         return "list"
+    if hint is dict or typing.get_origin(hint) is dict:
+        return "table"
     return {bool: "bool", int: "int", float: "number"}.get(hint, "string")  # type: ignore[return-value]
 
 
-def _check_value(name: str, v: Any, m: Opt) -> None:
+def _check_value(name: str, v: Any, m: Opt, kind: Kind) -> None:
     if v is None:
         return
+    if not _of_kind(kind, v):
+        raise UserError(f"{name} must be {KIND_WORDS[kind]}, got {v!r}")
     if m.choices is not None:
         for one in v if isinstance(v, tuple) else (v,):
             if one not in m.choices:
@@ -402,6 +404,17 @@ def defaults() -> dict[str, Any]:
     return {f.name: f.default for f in fields(RunOptions) if f.default is not MISSING}
 
 
+def _of_kind(kind: Kind, v: Any) -> bool:
+    """Whether a value given in Python is of the kind its field holds (paths are strings)."""
+    if kind == "string":
+        return isinstance(v, str | Path)
+    if kind == "list":
+        return isinstance(v, tuple | list) and all(isinstance(x, str) for x in v)
+    if kind == "table":
+        return isinstance(v, Mapping)
+    return valid_kind(kind, v)
+
+
 def valid_kind(kind: Kind, v: Any) -> bool:
     """Whether a config value is of the kind its option holds."""
     if kind == "string":
@@ -412,89 +425,6 @@ def valid_kind(kind: Kind, v: Any) -> bool:
         return isinstance(v, int | float) and not isinstance(v, bool)
     if kind == "bool":
         return isinstance(v, bool)
+    if kind == "table":
+        return isinstance(v, dict)
     return isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
-
-
-_ARG_TYPES: dict[Kind, Any] = {"int": int, "number": float}
-TITLES = {"selection": "dataset selection"}
-
-
-def add_flags(
-    parser: argparse.ArgumentParser, groups: tuple[str, ...], *, with_defaults: bool = False
-) -> None:
-    """The flags of the options in `groups`, one argparse group each. Without `with_defaults`
-    every flag defaults to None, so that "not given" is told apart from the default value (a run
-    config fills the gap first)."""
-    kind = kinds()
-    made: dict[str, Any] = {}
-    all_defaults = defaults()
-    for name, m in fields_in(*groups):
-        g: Any
-        # "main" options stand at the top of --help, outside any group
-        if m.group == "main":
-            g = parser
-        elif m.group in made:
-            g = made[m.group]
-        else:
-            g = made[m.group] = parser.add_argument_group(TITLES.get(m.group, m.group))
-        k = kind[name]
-        kw: dict[str, Any] = {"dest": name, "help": m.help}
-        kw["default"] = all_defaults[name] if with_defaults else None
-        if k == "bool":
-            kw["action"] = "store_true"
-        else:
-            if m.metavar:
-                kw["metavar"] = m.metavar
-            if k == "list":
-                kw["action"] = "append"
-                kw["default"] = None
-            elif m.choices is not None:
-                kw["choices"] = m.choices
-            elif k in _ARG_TYPES:
-                kw["type"] = _bounded(_ARG_TYPES[k], m)
-        g.add_argument(m.flag_name(name), **kw)
-
-
-def _bounded(convert: Any, m: Opt) -> Any:
-    """argparse's type: the conversion, and a range error as argparse's own usage message."""
-    if m.min is None:
-        return convert
-
-    def parse(text: str) -> Any:
-        try:
-            v = convert(text)
-        except ValueError:
-            what = "a whole number" if convert is int else "a number"
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if v < m.min:
-            raise argparse.ArgumentTypeError(f"expected a number ≥ {m.min:g}, got {v}")
-        return v
-
-    parse.__name__ = convert.__name__
-    return parse
-
-
-def _split(values: list[str] | tuple[str, ...] | str | None) -> tuple[str, ...]:
-    raw = [values] if isinstance(values, str) else values or []
-    return tuple(v.strip() for r in raw for v in r.split(",") if v.strip())
-
-
-def from_values(values: Mapping[str, Any]) -> RunOptions:
-    """RunOptions from flag/config values (None = not given: the field's default), with the
-    repeatable lists split at commas and choices compared case-insensitively."""
-    kind = kinds()
-    out: dict[str, Any] = {}
-    for name, m in fields_in():
-        v = values.get(name)
-        if v is None:
-            continue
-        if kind[name] == "list":
-            v = _split(v)
-            if m.choices is not None:
-                v = tuple(dict.fromkeys(x.lower() for x in v))
-            if not v:
-                continue
-        elif isinstance(v, Path):
-            v = str(v)
-        out[name] = v
-    return RunOptions(**out).check()

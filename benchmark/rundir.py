@@ -1,13 +1,12 @@
 """What a run directory holds and how it is written and read: the run's deterministic id,
 `manifest.json` (judge, template, data, options, versions, git commit, times; nothing secret:
-options are listed field by field), `comparisons.jsonl`, and the one atomic write."""
+options are listed field by field) and `comparisons.jsonl`, each written atomically."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
 import platform
 import re
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.data import Item
+from benchmark.files import write_atomic
 from benchmark.results import JudgedComparison
 from judges.base import REASONING_OPTIONS, JudgeIdentity, JudgeOptions
 from judges.errors import UserError
@@ -110,14 +110,6 @@ def git_commit(where: Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "")
-
-
-def write_atomic(path: Path, text: str | Iterable[str]) -> None:
-    """The one way a run's files are written: a reader (or a crash) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as fh:
-        fh.writelines([text] if isinstance(text, str) else text)
-    os.replace(tmp, path)
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:

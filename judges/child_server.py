@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import urllib.request
@@ -25,11 +26,25 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, Protocol
 
 from .base import ChatRequest, Completion, Judge, JudgeIdentity, JudgeStats
-from .errors import JudgeSetupError
+from .errors import JudgeServerDied, JudgeSetupError
+
+# how often a running judge looks at its child: a dead one fails requests within this
+WATCH_INTERVAL_S = 0.2
 
 
 class ServerExited(Exception):
     """The child exited while we waited for it to answer."""
+
+
+def describe_exit(returncode: int) -> str:
+    """'exited with code 3', or 'died of SIGSEGV (signal 11)' for a negative (signal) code."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = "an unknown signal"
+    return f"died of {name} (signal {-returncode})"
 
 
 def free_port() -> int:
@@ -120,9 +135,10 @@ class ChildServer:
 
     def probe(self) -> bool:
         """True once `ready_url` answers; raises ServerExited if the process has ended."""
-        if self.proc is None or self.proc.poll() is not None:
-            code = self.proc.returncode if self.proc else None
-            raise ServerExited(f"exited with code {code}")
+        if self.proc is None:
+            raise ServerExited("was stopped")
+        if (why := self.exit_reason()) is not None:
+            raise ServerExited(why)
         try:
             with urllib.request.urlopen(self.ready_url, timeout=2) as r:
                 return bool(r.status == 200)
@@ -142,6 +158,32 @@ class ChildServer:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"did not answer within {timeout_s:.0f} s")
             await asyncio.sleep(0.1)
+
+    def exit_reason(self) -> str | None:
+        """How the process ended on its own ('died of SIGSEGV (signal 11)'); None while it runs
+        and after `stop()`."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        return describe_exit(self.proc.returncode)
+
+    async def until_exit(self, interval_s: float = WATCH_INTERVAL_S) -> str:
+        """Wait until the process ends on its own; returns `exit_reason()`. Polled: a
+        zombie child is reaped here, and a poll costs microseconds."""
+        while (why := self.exit_reason()) is None:
+            await asyncio.sleep(interval_s)
+        return why
+
+    async def until_dead(self, what: str, hint: str = "") -> JudgeServerDied:
+        """Wait until the process ends on its own; the error that says so (and stops it)."""
+        why = await self.until_exit()
+        return JudgeServerDied(self.failure(what, f"{why} during the run", hint))
+
+    def failure(self, what: str, why: str, hint: str = "") -> str:
+        """'<what> <why>. <hint> Its last output:' and the log's last lines, then stop."""
+        tail = self.log_tail()
+        self.stop()
+        text = f"{what} {why}." + (f" {hint}" if hint else "")
+        return text + (" Its last output:\n" + textwrap.indent(tail, "  ") if tail else "")
 
     def log_tail(self, lines: int = 15) -> str:
         if self._log is None:
@@ -174,6 +216,10 @@ class Server(Protocol):
         """Start, wait until it answers, return its OpenAI base URL."""
         ...
 
+    async def until_dead(self) -> Exception:
+        """Wait until the started server dies on its own; the error its requests fail with."""
+        ...
+
     def stop(self) -> None: ...
 
 
@@ -181,7 +227,11 @@ class ServedJudge:
     """A `Judge` in front of a server it starts at the first request that reaches it, so a run
     answered wholly from the cache starts nothing, and stops on `aclose()`. Its identity is fixed
     here (the model, never the server's random port), so later runs find their cached answers.
-    `connect(base_url)` builds the judge that talks to the started server."""
+    `connect(base_url)` builds the judge that talks to the started server.
+
+    A watchdog follows the server from its start: once it dies, every request in flight and
+    every later one fails with the server's error (how it died, its last output) within
+    WATCH_INTERVAL_S, instead of waiting on retries and timeouts against a dead port."""
 
     def __init__(
         self, identity: JudgeIdentity, server: Server, connect: Callable[[str], Judge]
@@ -193,25 +243,66 @@ class ServedJudge:
         self._inner: Judge | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        self._failed: Exception | None = None  # a start that failed fails every later request
+        self._dead: asyncio.Future[None] | None = None  # done (with the error) once it died
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def _ready(self) -> Judge:
         async with self._lock:
             if self._closed:
                 raise JudgeSetupError(f"{self.identity.label()}: used after aclose()")
+            if self._failed is not None:
+                raise self._failed
             if self._inner is None:
-                inner = self._connect(await self.server.astart())
+                try:
+                    base_url = await self.server.astart()
+                except JudgeSetupError as e:
+                    self._failed = e
+                    raise
+                inner = self._connect(base_url)
                 inner.stats = self.stats  # one set of counters, whoever reads them
+                self._dead = asyncio.get_running_loop().create_future()
+                self._watchdog = asyncio.create_task(self._watch(self._dead))
                 self._inner = inner
             return self._inner
 
+    async def _watch(self, dead: asyncio.Future[None]) -> None:
+        error = await self.server.until_dead()
+        self._failed = error
+        dead.set_exception(error)
+        dead.exception()  # retrieved: no "never retrieved" warning when nothing was in flight
+
     async def complete(self, request: ChatRequest) -> Completion:
         inner = self._inner or await self._ready()
-        return await inner.complete(request)
+        dead = self._dead
+        assert dead is not None
+        if dead.done():
+            raise dead.exception()  # type: ignore[misc]
+        answer = asyncio.ensure_future(inner.complete(request))
+        try:
+            await asyncio.wait((answer, dead), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not answer.done():  # the server died, or our caller was cancelled
+                answer.cancel()
+                with contextlib.suppress(BaseException):
+                    await answer
+        if answer.done() and not answer.cancelled() and answer.exception() is None:
+            completion = answer.result()
+            if completion.is_answer or not dead.done():
+                return completion  # an answer that arrived as the server died is still good
+        if dead.done():
+            raise dead.exception()  # type: ignore[misc]
+        return answer.result()  # its error
 
     async def aclose(self) -> None:
         self._closed = True
         inner, self._inner = self._inner, None
+        watchdog, self._watchdog = self._watchdog, None
         try:
+            if watchdog is not None:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
             if inner is not None:
                 await inner.aclose()
         finally:

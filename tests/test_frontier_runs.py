@@ -9,12 +9,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from loopback_server import LoopbackServer
+from support.commands import rmb_run_cmd
+from support.loopback_server import LoopbackServer
 
 REPO = Path(__file__).resolve().parent.parent
 KEY_ENV = "LOOPBACK_KEY"
@@ -25,29 +25,19 @@ SELECTION = ("--set", "pairwise", "--goal", "helpfulness", "--task", "Code", "--
 def rmb_run(
     judge: str, base_url: str, tmp: Path, rmb_dir: Path, *extra: str, quiet: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmark.cli",
-        "run",
-        "--judge",
-        judge,
-        "--base-url",
-        base_url,
-        "--api-key-env",
-        KEY_ENV,
-        "--data",
-        str(rmb_dir),
+    cmd = rmb_run_cmd(
+        None,
+        rmb_dir,
+        tmp,
         *SELECTION,
-        "--cache-dir",
-        str(tmp / "cache"),
-        "--runs-dir",
-        str(tmp / "runs"),
-        "--bootstrap",
-        "20",
-        *(["--quiet"] if quiet else []),
         *extra,
-    ]
+        model="",
+        key_env=KEY_ENV,
+        judge=judge,
+        base_url=base_url,
+        bootstrap=20,
+        quiet=quiet,
+    )
     env = {**os.environ, KEY_ENV: "sk-loopback"}
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
 
@@ -155,27 +145,32 @@ def test_rmb_prices_shows_rates_their_source_and_what_is_sent(
 
 
 def test_reasoning_controls_come_from_flags_config_and_front_matter(tmp_path: Path) -> None:
-    from benchmark.options import from_values
+    from benchmark.commands.flags import from_values
     from judges.base import DEFAULT
-    from judges.errors import UserError
     from prompts import load_template
 
     o = from_values(
         {
             "reasoning_effort": "low",
             "thinking": "adaptive",
-            "chat_template_kwargs": '{"enable_thinking": false}',
-            "extra_body": '{"top_k": 20}',
+            "chat_template_kwargs": {"enable_thinking": False},  # a TOML table in a config
+            "extra_body": {"top_k": 20},
             "api_version": "2023-06-01",
         }
     ).judge_options()
     assert (o.reasoning_effort, o.thinking, o.api_version) == ("low", "adaptive", "2023-06-01")
     assert o.chat_template_kwargs == {"enable_thinking": False} and o.extra_body == {"top_k": 20}
     assert o.temperature == DEFAULT and o.max_tokens is None  # the family decides
-    with pytest.raises(UserError, match="--extra-body: expected a JSON object"):
-        from_values({"extra_body": "[1]"}).judge_options()
-    with pytest.raises(UserError, match="--chat-template-kwargs: not JSON"):
-        from_values({"chat_template_kwargs": "{enable_thinking: false}"}).judge_options()
+    # on the command line: a JSON object, checked by argparse
+    from benchmark.cli import build_parser
+    from benchmark.commands.run import merged_options
+
+    args = build_parser().parse_args(
+        ["run", "--chat-template-kwargs", '{"enable_thinking": false}']
+    )
+    assert merged_options(args).chat_template_kwargs == {"enable_thinking": False}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--extra-body", "[1]"])
     custom = tmp_path / "qwen-pairwise.j2"
     builtin = load_template("pairwise").source
     custom.write_text(

@@ -11,10 +11,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_report import make_run, real_items
+from support.items import real_items
+from support.runs import make_run
 
 from benchmark.reporting.rebuild import ensure_reports, rebuild
 from benchmark.scoring import SUBSET_NAMES
+
+# a real browser per test: in the slow set (make test-fast leaves it out)
+pytestmark = pytest.mark.slow
 
 FLAGS = [
     "--headless",
@@ -68,9 +72,29 @@ def test_dom_has_table_charts_and_examples(report_html: Path, tmp_path: Path) ->
     assert subsets is not None and len(re.findall(r"<tr", subsets.group(1))) == 1 + 4 + 1
     # charts: subsets + one per helpfulness set, bars and whiskers for every row
     charts = re.findall(r'<svg class="chart" id="([^"]+)"', dom)
-    assert charts == ["chart-subsets", "chart-tasks-bon", "chart-tasks-pairwise"]
-    assert dom.count('<rect class="bar"') == 5 + 12 + 12
-    assert dom.count('<g class="ci">') == dom.count('<rect class="bar"')
+    assert charts == [
+        "chart-subsets",
+        "chart-tasks-bon",
+        "chart-tasks-pairwise",
+        # the analyses (a judge without probabilities or samples: no calibration, no curve)
+        "chart-length-longer",
+        "chart-length-ratio",
+        "chart-position-length",
+        "chart-generators",
+    ]
+    accuracy = dom[: dom.index('<section class="analysis"')]
+    assert accuracy.count('<rect class="bar"') == 5 + 12 + 12
+    assert accuracy.count('<g class="ci">') == accuracy.count('<rect class="bar"')
+    sections = re.findall(r'<section class="analysis" id="([^"]+)"', dom)
+    assert sections == ["length", "position", "generators"]
+    # a dot and a dataset tick per answer-writing model of RMB
+    generators = re.search(r'<table id="generators-table">(.*?)</table>', dom, re.S)
+    assert generators is not None
+    models = len(re.findall(r"<tr>", generators.group(1))) - 1
+    chart = dom[dom.index('id="chart-generators"') :]
+    chart = chart[: chart.index("</svg>")]
+    assert models >= 10 and chart.count('<circle class="dot"') == models
+    assert chart.count('class="reference"') == models
     # worst scenarios with worked examples one click away, the judge's cached answers inside
     assert dom.count('<details class="scenario">') == 5
     assert dom.count('<details class="example">') >= 5

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from loopback_server import LoopbackServer
+from support.loopback_server import LoopbackServer
 
 from judges.base import ChatRequest, JudgeOptions, Message
 from judges.errors import JudgeSetupError, UserError
@@ -173,6 +173,7 @@ async def test_bad_key_fails_fast_with_the_message_and_never_the_key(
     assert SECRET not in caplog.text
 
 
+@pytest.mark.slow
 async def test_right_key_is_sent(
     loopback: LoopbackServer, judge: Make, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from loopback_server import LoopbackServer
+from support.loopback_server import LoopbackServer
 
 from judges.base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, Message, Usage
 from judges.errors import JudgeSetupError, UserError

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from processes import alive, wait_gone
 
 from benchmark.api import arun
 from benchmark.commands.local import demo_items
@@ -73,27 +75,10 @@ def letter_template(tmp_path: Path) -> Path:
     return path
 
 
-def alive(pid: int) -> bool:
-    """Running, not just a zombie waiting for a parent that never reaps it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_gone(pid: int, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 # ---------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 async def test_real_rmb_end_to_end_then_rerun_from_cache_without_a_server(
     short_items: list[Item], letter_template: Path, tmp_path: Path
 ) -> None:
@@ -182,6 +167,7 @@ def server_of(runner: subprocess.Popen[bytes], timeout_s: float = 300.0) -> int:
 @pytest.mark.parametrize(
     "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "sigkill"]
 )
+@pytest.mark.slow
 def test_no_server_survives_the_runner(
     sig: signal.Signals, rmb_dir: Path, letter_template: Path, tmp_path: Path
 ) -> None:
@@ -209,6 +195,7 @@ def test_no_server_survives_the_runner(
             runner.wait()
 
 
+@pytest.mark.slow
 def test_serve_local_prints_the_run_line_and_stops_on_ctrl_c() -> None:
     from judges.child_server import free_port
 
@@ -245,6 +232,18 @@ def test_serve_local_prints_the_run_line_and_stops_on_ctrl_c() -> None:
 # ---------------------------------------------------------------- set-up errors and identity
 
 
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 build flags")
+def test_the_installed_llama_cpp_runs_on_any_avx2_cpu() -> None:
+    """`make install` builds llama.cpp for any x86-64 CPU with AVX2 (Makefile: LLAMA_CMAKE_ARGS),
+    never -march=native: its AMX kernels crashed an AMX Xeon at the first completion, and an
+    AVX-512 build dies of SIGILL on AVX2-only CPUs."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode()
+    assert "AVX2 = 1" in info, info
+    assert not re.search(r"(AMX|AVX512)\w* = 1", info), info
+
+
 def test_identity_names_the_model_file_not_the_port() -> None:
     a, b = build("", JudgeOptions()), build("", JudgeOptions(temperature=0.7))
     assert a.identity == b.identity
@@ -262,6 +261,7 @@ def test_bad_model_paths_are_one_line_errors(tmp_path: Path) -> None:
         build(str(text), JudgeOptions())
 
 
+@pytest.mark.slow
 async def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + os.urandom(4096))
@@ -269,7 +269,7 @@ async def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
     from judges.base import ChatRequest, Message
 
     with pytest.raises(
-        JudgeSetupError, match=r"broken\.gguf exited with code \d+; its last output"
+        JudgeSetupError, match=r"broken\.gguf exited with code \d+\. Try: .* Its last output"
     ):
         await judge.complete(ChatRequest((Message("user", "hi"),), judge.identity.model))
     # 8192 tokens of context first, then 4096, then the error; nothing left running

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.data import BoNItem, Item, PairwiseItem, load
+from benchmark.plan import render_comparison
 from judges.base import Message
 from prompts import BUILTIN_DIR, Template, TemplateError, list_templates, load_template
 
@@ -56,16 +57,6 @@ def pick(
     raise AssertionError(f"no {kind.__name__} {goal} item with {turns} turns in {FILES}")
 
 
-def render(t: Template, item: Item, shown: Sequence[str]) -> tuple[Message, ...]:
-    cands = item.candidates()
-    return t.render(
-        conversation=item.conversation,
-        responses=[cands[c].text for c in shown],
-        goal=item.category.goal,
-        category=item.category,
-    )
-
-
 def assert_once_in_order(body: str, parts: Sequence[str]) -> list[int]:
     positions = []
     for p in parts:
@@ -76,7 +67,7 @@ def assert_once_in_order(body: str, parts: Sequence[str]) -> list[int]:
 
 
 def check_rendering(t: Template, item: Item, shown: Sequence[str]) -> None:
-    messages = render(t, item, shown)
+    messages = render_comparison(t, item, shown)
     assert [m.role for m in messages] == ["system", "user"]
     system, user = messages[0].content, messages[1].content
     cands = item.candidates()
@@ -117,7 +108,7 @@ def test_listwise_bon_with_six_losers(goal: str, items: list[Item]) -> None:
     check_rendering(t, item, ids)
     shuffled = [ids[i] for i in (3, 0, 6, 2, 5, 1, 4)]
     check_rendering(t, item, shuffled)
-    assert "from 1 to 7" in render(t, item, ids)[1].content
+    assert "from 1 to 7" in render_comparison(t, item, ids)[1].content
 
 
 @pytest.mark.parametrize("name", ["pointwise", "pointwise-5"])
@@ -128,15 +119,15 @@ def test_pointwise_on_real_items(name: str, items: list[Item]) -> None:
         for cid in ("chosen", "rejected"):
             check_rendering(t, item, [cid])
             other = "rejected" if cid == "chosen" else "chosen"
-            assert item.candidates()[other].text not in render(t, item, [cid])[1].content
+            assert item.candidates()[other].text not in render_comparison(t, item, [cid])[1].content
 
 
 def test_goal_picks_the_criteria(items: list[Item]) -> None:
     t = load_template("pairwise-goal")
     help_item = pick(items, kind=PairwiseItem, goal="helpfulness", turns=3)
     harm_item = pick(items, kind=PairwiseItem, goal="harmlessness", turns=3)
-    help_sys = render(t, help_item, ("chosen", "rejected"))[0].content
-    harm_sys = render(t, harm_item, ("chosen", "rejected"))[0].content
+    help_sys = render_comparison(t, help_item, ("chosen", "rejected"))[0].content
+    harm_sys = render_comparison(t, harm_item, ("chosen", "rejected"))[0].content
     assert "helpfulness" in help_sys and "harmlessness" not in help_sys
     assert "harmlessness" in harm_sys and "helpfulness" not in harm_sys
 

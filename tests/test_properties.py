@@ -124,6 +124,7 @@ def _check_item(item: Any) -> None:
     assert all(isinstance(r.text, str) for r in item.candidates().values())
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(rec=broken_records(), jsonl=st.booleans(), index=st.integers(0, 10_000))
 @example(rec=_valid_pair(), jsonl=True, index=0)
@@ -154,6 +155,7 @@ file_bodies = st.one_of(
 )
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(body=file_bodies, suffix=st.sampled_from([".json", ".jsonl"]))
 def test_malformed_file_loads_or_raises_a_user_error(
@@ -291,6 +293,7 @@ def _check_verdict(v: Verdict, parser: str, n_shown: int) -> None:
     parser="logprob-ab",
     n_shown=2,
 )
+@pytest.mark.slow
 def test_any_judge_output_parses_to_a_verdict(
     completion: Completion, parser: str, n_shown: int
 ) -> None:

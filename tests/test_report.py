@@ -6,113 +6,27 @@ real verdict parser) with a simulated judge whose raw answers are seeded text.""
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
+from support.items import real_items
+from support.runs import make_run
 
 from benchmark.cli import main
-from benchmark.data import Item, Selection, load
-from benchmark.plan import plan
+from benchmark.data import Item
 from benchmark.reporting.rebuild import rebuild
 from benchmark.reporting.report import write_reports
 from benchmark.results import JudgedComparison
 from benchmark.rundir import COMPARISONS_FILE
 from benchmark.scoring import SUBSET_NAMES, score
-from judges.base import ChatRequest, Completion, JudgeIdentity, Message, Usage, cache_key
-from judges.cache import CacheStore
-from prompts.parsers import Verdict, parse
-
-SELECTION = Selection(per_scenario=2, seed=0)
-
-
-@functools.cache
-def real_items(rmb_dir: Path) -> list[Item]:
-    """Two items per scenario of the real dataset, loaded once per test session."""
-    return SELECTION.apply(load(rmb_dir))
+from prompts.parsers import Verdict
 
 
 @pytest.fixture
 def rmb_items(rmb_dir: Path) -> list[Item]:
     return real_items(rmb_dir)
-
-
-def _unit(*parts: object) -> float:
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def make_run(
-    run_dir: Path,
-    cache_dir: Path,
-    items: list[Item],
-    data_dir: Path,
-    *,
-    model: str = "judge-a",
-    template: str = "pairwise",
-    quality: float = 0.8,
-    bias: float = 0.1,
-    invalid: float = 0.03,
-    orders: str = "both",
-) -> list[JudgedComparison]:
-    """A finished run as the runner leaves it: manifest.json, comparisons.jsonl, and every raw
-    answer in a real cache store. The simulated judge answers "[[A]]"/"[[B]]" after a line of
-    reasoning: right with probability `quality`, "A" regardless with probability `bias`, and
-    an unreadable answer with probability `invalid`."""
-    identity = JudgeIdentity("sim", model)
-    comparisons = plan(items, "pairwise", orders=orders, seed=0)  # type: ignore[arg-type]
-    judged, entries = [], []
-    for c in comparisons:
-        request = ChatRequest(messages=(Message("user", f"{template}:{c.id}"),), model=model)
-        key = cache_key(identity, request)
-        u = _unit(model, template, c.id)
-        better = next(i for i, x in enumerate(c.shown) if x in ("best", "chosen"))
-        if u < invalid:
-            text = "Both answers have merits and I cannot pick one."
-        else:
-            pick = (
-                0
-                if u < invalid + bias
-                else better
-                if _unit("q", model, c.id) < quality
-                else 1 - better
-            )
-            text = f"Answer {'AB'[pick]} follows the request more closely <and> is safer.\n\n[[{'AB'[pick]}]]"
-        completion = Completion(text=text, usage=Usage(120, 30))
-        entries.append((key, identity, completion))
-        judged.append(
-            JudgedComparison(
-                c,
-                key,
-                parse("verdict-ab", completion, len(c.shown)),
-                "stop",
-                input_tokens=120,
-                output_tokens=30,
-                cost_usd=0.0002,
-            )
-        )
-    with CacheStore(cache_dir) as store:
-        store.put_many(entries)
-        cache_file = store.path
-    run_dir.mkdir(parents=True)
-    manifest: dict[str, Any] = {
-        "run_id": run_dir.name,
-        "status": "complete",
-        "judge": identity.label(),
-        "template": {"name": template, "parser": "verdict-ab", "mode": "pairwise"},
-        "data": {"source": str(data_dir), "items": len(items)},
-        "selection": asdict(SELECTION),
-        "plan": {"orders": orders, "bon_strategy": "pairwise", "samples": 1, "seed": 0},
-        "ties": "strict",
-        "cache": str(cache_file),
-    }
-    (run_dir / "manifest.json").write_text(json.dumps(manifest))
-    (run_dir / COMPARISONS_FILE).write_text("".join(j.to_json() + "\n" for j in judged))
-    return judged
 
 
 @pytest.fixture(scope="session")
@@ -184,6 +98,7 @@ def test_html_examples_show_conversation_answers_and_judge(
     assert escape(item.conversation[0].content[:60]) in html
 
 
+@pytest.mark.slow
 def test_rebuild_rereads_raw_answers_with_the_current_parser(
     tmp_path: Path, finished_run: tuple[Path, list[JudgedComparison]], rmb_items: list[Item]
 ) -> None:
@@ -214,6 +129,7 @@ def test_rebuild_rereads_raw_answers_with_the_current_parser(
     assert kept.scores.overall.accuracy == 0 and kept.scores.overall.invalid_rate == 1
 
 
+@pytest.mark.slow
 def test_rmb_report_command(
     tmp_path: Path,
     finished_run: tuple[Path, list[JudgedComparison]],
@@ -249,6 +165,7 @@ def test_examples_are_read_again_from_the_files_of_their_categories(
     assert example_items(rmb_dir / "gone", wanted) == {}
 
 
+@pytest.mark.slow
 def test_rebuilt_examples_read_their_texts_from_the_data_given(
     tmp_path: Path, finished_run: tuple[Path, list[JudgedComparison]], rmb_dir: Path
 ) -> None:

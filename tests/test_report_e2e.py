@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_runner import go
+from support.runs import go
 
 from benchmark.cli import main
 from benchmark.data import BoNItem, Item, Selection, load
@@ -41,6 +41,7 @@ def real_subset(rmb_dir: Path, tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_position_biased_judge_scores_exactly_one_half(
     loopback: Any, tmp_path: Path, real_subset: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from statistics import fmean
 
 import pytest
-from test_report import real_items
+from support.items import real_items
 
 from benchmark.cli import main
 from benchmark.data import BoNItem, Item
@@ -99,6 +99,7 @@ def test_is_correct_stands_in_for_missing_rewards(rmb_dir: Path) -> None:
     assert [r.score for r in scores.items] == [0, 1, 0, 1]
 
 
+@pytest.mark.slow
 def test_score_rewards_command(
     tmp_path: Path, rmb_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

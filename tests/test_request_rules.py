@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from loopback_server import LoopbackServer
+from support.loopback_server import LoopbackServer
 
 from judges import models
 from judges.base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, Message

@@ -1,6 +1,6 @@
-"""The runner end to end: the real `openai` SDK against the loopback server (tests/loopback_server.py).
+"""The runner end to end: the real `openai` SDK against the loopback server (tests/support/loopback_server.py).
 
-Must show: a cached rerun makes zero requests and is fast; a SIGKILLed run resumes paying at most
+Must show: a cached rerun makes zero requests (its speed is `make bench`'s); a SIGKILLed run resumes paying at most
 `concurrency` answers twice; two processes share one cache; a template or temperature change
 misses the cache and a parser change does not; a BoN pair equal to a pairwise pair is asked once."""
 
@@ -13,136 +13,28 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.commands import rmb_run_cmd
+from support.items import write_items
+from support.runs import KEY_ENV, MODEL, answered, go
 
-from benchmark.api import COMPARISONS_FILE, MANIFEST_FILE, RunResult
-from benchmark.options import RunOptions
-from benchmark.results import JudgedComparison
+from benchmark.api import MANIFEST_FILE, RunResult
+from benchmark.rundir import read_judged
 from benchmark.runner.prepare import SPOT_CHECKS
-from judges.base import JudgeIdentity, JudgeOptions, Usage
+from judges.base import JudgeIdentity, Usage
 from judges.cache import CacheStore
-from judges.registry import build_judge
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL = "loopback-judge"
-
-
-# ---------------------------------------------------------------------------- the judge
-
-
-def make_judge(base_url: str, options: JudgeOptions, model: str = MODEL) -> Any:
-    """The team's OpenAI backend (official SDK) pointed at the loopback server."""
-    os.environ.setdefault("LOOPBACK_KEY", "sk-loopback")
-    return build_judge(
-        f"openai:{model}", replace(options, base_url=base_url, api_key_env="LOOPBACK_KEY")
-    )
-
-
-# ---------------------------------------------------------------------------- data
-
-
-def write_items(path: Path, n_pair: int, n_bon: int = 0, losers: int = 3, seed: int = 0) -> Path:
-    """RMB-shaped records (JSONL), short texts so the harness, not rendering, is measured."""
-    rng = random.Random(seed)
-    lines = []
-    for i in range(n_pair):
-        conv = [{"role": "user", "content": f"Question {i}: how do I sort {rng.random():.6f}?"}]
-        lines.append(
-            {
-                "pair_uid": f"p{i}",
-                "category_path": "Pairwise_set/Helpfulness/Code/Data Management",
-                "conversation_input": conv,
-                "chosen": {"llm_name": "a", "answer": f"Use sorted() ({i})."},
-                "reject": {"llm_name": "b", "answer": f"Sorting is impossible ({i})."},
-            }
-        )
-    for i in range(n_bon):
-        conv = [{"role": "user", "content": f"Task {i}: write a haiku about {rng.random():.6f}"}]
-        lines.append(
-            {
-                "bon_uid": f"b{i}",
-                "category_path": "BoN_set/Helpfulness/Code/Data Management",
-                "conversation_input": conv,
-                "bon_best": {"llm_name": "a", "answer": f"best haiku {i}"},
-                "loser_list": [
-                    {"llm_name": f"l{k}", "answer": f"loser {k} of {i}"} for k in range(losers)
-                ],
-            }
-        )
-    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    return path
-
-
-def read_judged(run_dir: Path) -> list[JudgedComparison]:
-    return [
-        JudgedComparison.from_json(line)
-        for line in (run_dir / COMPARISONS_FILE).read_text().splitlines()
-    ]
-
-
-def answered(srv: Any) -> int:
-    """Successful answers the server gave (what a user pays for)."""
-    return sum(srv.stats()["answers"].values())
-
-
-def go(
-    srv: Any, data: Path, tmp: Path, *, concurrency: int = 32, template: str = "pairwise", **kw: Any
-) -> RunResult:
-    options = RunOptions(
-        template=template,
-        data=data,
-        concurrency=concurrency,
-        temperature=kw.pop("temperature", 0.0),
-        cache_dir=tmp / "cache",
-        runs_dir=tmp / "runs",
-        bootstrap=50,
-        **kw,
-    )
-    judge = make_judge(srv.openai_base_url, options.judge_options())
-
-    async def main() -> RunResult:
-        from benchmark.api import arun
-
-        try:
-            return await arun(options, judge=judge, handle_signals=False)
-        finally:
-            await judge.aclose()
-
-    import asyncio
-
-    return asyncio.run(main())
 
 
 def subprocess_cmd(srv: Any, data: Path, tmp: Path, *extra: str, concurrency: int = 8) -> list[str]:
     """The same run as `go`, as a user types it."""
-    return [
-        sys.executable,
-        "-m",
-        "benchmark.cli",
-        "run",
-        "--judge",
-        f"openai:{MODEL}",
-        "--base-url",
-        srv.openai_base_url,
-        "--api-key-env",
-        "LOOPBACK_KEY",
-        "--data",
-        str(data),
-        "--cache-dir",
-        str(tmp / "cache"),
-        "--runs-dir",
-        str(tmp / "runs"),
-        "--concurrency",
-        str(concurrency),
-        "--bootstrap",
-        "50",
-        "--quiet",
-        *extra,
-    ]
+    return rmb_run_cmd(
+        srv, data, tmp, *extra, model=MODEL, key_env=KEY_ENV, concurrency=concurrency
+    )
 
 
 def popen(cmd: list[str]) -> subprocess.Popen[str]:
@@ -155,7 +47,10 @@ def popen(cmd: list[str]) -> subprocess.Popen[str]:
 # ---------------------------------------------------------------------------- tests
 
 
-def test_rerun_makes_no_request_and_is_fast(loopback: Any, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_rerun_makes_no_request(loopback: Any, tmp_path: Path) -> None:
+    """A cached rerun of 2,000 comparisons asks nothing and reads the same verdicts (how fast
+    it is, process start included, is `make bench`'s cached-rerun line)."""
     loopback.configure(latency=0.005, latency_jitter=0.015)
     data = write_items(tmp_path / "items.jsonl", 1000)
     first = go(loopback, data, tmp_path, concurrency=64)
@@ -165,31 +60,25 @@ def test_rerun_makes_no_request_and_is_fast(loopback: Any, tmp_path: Path) -> No
     assert paid == 2000
     requests_before = loopback.stats()["requests"]
 
-    t, cpu = time.perf_counter(), time.process_time()
     again = go(loopback, data, tmp_path, concurrency=64)
-    wall, cpu = time.perf_counter() - t, time.process_time() - cpu
     assert loopback.stats()["requests"] == requests_before  # not one request
     assert again.run_dir == first.run_dir and again.status == "complete"
     assert again.cache_hits == 2000 and again.sent == 0
-    # CPU time, not wall time: the rerun waits on nothing, and this machine is shared
-    assert cpu < 2.0, f"cached rerun of 2,000 comparisons took {cpu:.2f} s CPU ({wall:.2f} s wall)"
-    assert wall < 10.0, f"cached rerun of 2,000 comparisons took {wall:.2f} s wall"
     lines = read_judged(again.run_dir)
     assert len(lines) == 2000 and all(j.cached for j in lines)
     assert [j.verdict for j in lines] == [j.verdict for j in first.judged]
     assert all(j.verdict.kind == "choice" for j in lines)
     manifest = json.loads((again.run_dir / MANIFEST_FILE).read_text())
     assert manifest["status"] == "complete" and manifest["counts"]["sent"] == 0
+    assert manifest["options"]["concurrency"] == 64  # RunOptions, field by field
     assert (
         manifest["template"]["parser"] == "verdict-ab"
         and len(manifest["template"]["text_hash"]) == 64
     )
     assert "sk-" not in json.dumps(manifest)
-    print(
-        f"\nfirst run {first.wall_s:.2f} s; cached rerun {wall:.3f} s wall, {cpu:.3f} s CPU (2,000 comparisons)"
-    )
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_pays_at_most_concurrency_twice(
     loopback: Any, tmp_path: Path
 ) -> None:
@@ -224,6 +113,7 @@ def test_sigkill_mid_run_then_rerun_pays_at_most_concurrency_twice(
     assert result.cache_hits >= killed_after - concurrency
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_and_says_how_to_resume(loopback: Any, tmp_path: Path) -> None:
     loopback.configure(latency=0.03)
     data = write_items(tmp_path / "items.jsonl", 100)
@@ -247,6 +137,7 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume(loopback: Any, tmp_path: P
     assert answered(loopback) == 200  # nothing paid twice
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_cache(loopback: Any, tmp_path: Path) -> None:
     # ~10 s of requests each, so the two runs overlap even on a busy machine
     loopback.configure(latency=0.4)
@@ -496,32 +387,14 @@ class PricedAs:
 
 
 def test_max_cost_stops_before_the_budget(loopback: Any, tmp_path: Path) -> None:
-    import asyncio
-
-    from benchmark.api import arun
     from judges.pricing import cost_usd
 
     data = write_items(tmp_path / "items.jsonl", 100)
-    opts = JudgeOptions(concurrency=8)
 
     def attempt(budget: float | None, dry: bool = False) -> RunResult:
-        async def main() -> RunResult:
-            judge = PricedAs(make_judge(loopback.openai_base_url, opts))
-            try:
-                options = RunOptions(
-                    data=data,
-                    concurrency=opts.concurrency,
-                    cache_dir=tmp_path / "c",
-                    runs_dir=tmp_path / "r",
-                    max_cost=budget,
-                    dry_run=dry,
-                    bootstrap=50,
-                )
-                return await arun(options, judge=judge, handle_signals=False)
-            finally:
-                await judge.aclose()
-
-        return asyncio.run(main())
+        return go(
+            loopback, data, tmp_path, concurrency=8, max_cost=budget, dry_run=dry, wrap=PricedAs
+        )
 
     dry = attempt(None, dry=True)
     assert dry.estimate is not None and 0 < dry.estimate.cost_input_usd < dry.estimate.cost_max_usd
@@ -569,35 +442,20 @@ class Batched:
 
 
 def test_batch_judge_gets_chunks_and_each_is_committed(loopback: Any, tmp_path: Path) -> None:
-    import asyncio
-
-    from benchmark.api import arun
-
     data = write_items(tmp_path / "items.jsonl", 150)
-    opts = JudgeOptions(concurrency=64)
+    judges: list[Batched] = []
 
-    async def main() -> tuple[RunResult, list[int]]:
-        judge = Batched(make_judge(loopback.openai_base_url, opts))
-        try:
-            options = RunOptions(
-                data=data,
-                concurrency=opts.concurrency,
-                cache_dir=tmp_path / "cache",
-                runs_dir=tmp_path / "runs",
-                bootstrap=50,
-            )
-            r = await arun(options, judge=judge, handle_signals=False)
-            return r, judge.batches
-        finally:
-            await judge.aclose()
+    def batched(judge: Any) -> Batched:
+        judges.append(Batched(judge))
+        return judges[-1]
 
-    result, batches = asyncio.run(main())
+    result = go(loopback, data, tmp_path, concurrency=64, wrap=batched)
     assert result.status == "complete" and result.sent == 300
-    assert batches == [256, 44]
+    assert judges[-1].batches == [256, 44]
     with CacheStore(tmp_path / "cache") as store:
         assert store.stats().entries == 300
-    again, batches = asyncio.run(main())
-    assert again.sent == 0 and batches == []
+    again = go(loopback, data, tmp_path, concurrency=64, wrap=batched)
+    assert again.sent == 0 and judges[-1].batches == []
 
 
 def test_progress_bar_shows_the_counters() -> None:

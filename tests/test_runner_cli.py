@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_runner import MODEL, answered, subprocess_cmd, write_items
+from support.items import write_items
+from support.runs import MODEL, answered
+from test_runner import subprocess_cmd
 
 from benchmark.cli import build_parser, main
 from benchmark.commands.run import merged_options
@@ -70,6 +72,7 @@ def rmb(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow
 def test_dry_run_then_run_then_cached_rerun(
     loopback: Any,
     tmp_path: Path,

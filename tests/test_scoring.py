@@ -5,52 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.items import BAD, CR, RC, TIE, bon, choice, jc, pair
 
-from benchmark.data import BoNItem, Category, PairwiseItem, Response
-from benchmark.plan import Comparison
 from benchmark.results import JudgedComparison
 from benchmark.scoring import Scores, ScoringError, score, vote
-from judges.base import Message
 from prompts.parsers import Verdict
-
-CONV = (Message("user", "question"),)
-R = Response("m", "answer")
-
-
-def pair(uid: str, scenario: str = "S1", goal: str = "harmlessness") -> PairwiseItem:
-    path = (
-        f"Pairwise_set/{goal.capitalize()}/" + ("Code/" if goal == "helpfulness" else "") + scenario
-    )
-    return PairwiseItem(f"pair:{uid}", Category.parse(path), CONV, R, R)
-
-
-def bon(uid: str, losers: int = 3, scenario: str = "S1", goal: str = "harmlessness") -> BoNItem:
-    path = f"BoN_set/{goal.capitalize()}/" + ("Code/" if goal == "helpfulness" else "") + scenario
-    return BoNItem(f"bon:{uid}", Category.parse(path), CONV, R, (R,) * losers)
-
-
-def choice(i: int) -> Verdict:
-    return Verdict("choice", choice=i)
-
-
-TIE = Verdict("tie")
-BAD = Verdict("invalid", reason="no verdict found")
-
-
-def jc(
-    uid: str,
-    kind: str,
-    shown: tuple[str, ...],
-    verdict: Verdict,
-    variant: int = 0,
-    sample: int = 0,
-    **kw: object,
-) -> JudgedComparison:
-    c = Comparison(uid, kind, shown, variant, sample)  # type: ignore[arg-type]
-    return JudgedComparison(c, "key", verdict, "stop", **kw)  # type: ignore[arg-type]
-
-
-CR, RC = ("chosen", "rejected"), ("rejected", "chosen")
 
 
 def picks(uid: str, first: Verdict, second: Verdict) -> list[JudgedComparison]:
@@ -328,20 +287,18 @@ def test_real_plan_orders_score_a_perfect_judge_one(orders: str) -> None:
         assert firsts.subsets["Harmlessness BoN"].consistency == 0.0
 
 
-def test_full_real_dataset_scores_in_seconds(rmb_dir: Path) -> None:
+@pytest.mark.slow
+def test_full_real_dataset_scores(rmb_dir: Path) -> None:
     """Every real RMB item through the real planner (both orders), a judge that always picks
-    the first answer shown, 1,000 bootstrap resamples: exact expected scores, and fast."""
-    import time
-
+    the first answer shown, 1,000 bootstrap resamples: exact expected scores (how long it takes
+    is `make bench`'s: bench/scoring.py)."""
     from benchmark.data import load
     from benchmark.plan import plan
 
     items = load(rmb_dir)
     comparisons = plan(items, "pairwise", orders="both")
     judged = [JudgedComparison(c, "k", choice(0), "stop") for c in comparisons]
-    t0 = time.perf_counter()
     s = score(items, judged, bootstrap=1000)
-    elapsed = time.perf_counter() - t0
     # pairwise: right in the order that shows "chosen" first only → 0.5 on every item;
     # BoN: order 0 shows best first against every loser (wins all), order 1 loses all → 0.5
     assert {g.accuracy for g in s.subsets.values()} == {0.5}
@@ -350,7 +307,6 @@ def test_full_real_dataset_scores_in_seconds(rmb_dir: Path) -> None:
     assert len(s.subsets) == 4 and s.missing_subsets == []
     # 12 helpfulness tasks in each set; harmlessness has no task level
     assert len(s.tasks) == 24
-    assert elapsed < 20, f"scoring {len(judged):,} comparisons took {elapsed:.1f}s"
 
 
 def test_comparisons_that_do_not_fit_the_item_are_errors() -> None:

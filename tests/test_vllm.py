@@ -22,6 +22,7 @@ import pytest
 import benchmark
 from benchmark.api import RunResult
 from benchmark.data import Item, PairwiseItem, load_file
+from benchmark.options import RunOptions
 from judges import vllm_server
 from judges.base import JudgeOptions, Message
 from judges.errors import JudgeSetupError
@@ -96,14 +97,20 @@ def _no_vllm_children(within_s: float = 30.0) -> None:
 
 
 def _run(judge: object, items: Sequence[Item], tmp: Path, template: str = TEMPLATE) -> RunResult:
-    return benchmark.run(
-        judge,  # type: ignore[arg-type]
-        template,
-        data=items,
-        options=OPTIONS,
+    spec = judge if isinstance(judge, str) else None
+    options = RunOptions(
+        judge=spec,
+        template=template,
+        max_tokens=OPTIONS.max_tokens,
+        concurrency=OPTIONS.concurrency,
         cache_dir=tmp / "cache",
         runs_dir=tmp / "runs",
         bootstrap=50,
+    )
+    return benchmark.run(
+        options,
+        judge=None if spec else judge,  # type: ignore[arg-type]
+        items=items,
         handle_signals=False,
     )
 

@@ -3,6 +3,6 @@
 
 from types import ModuleType
 
-from . import cache, data, local, prices, report, run, templates
+from . import cache, data, local, prices, report, run, runs, templates
 
-COMMAND_MODULES: list[ModuleType] = [data, templates, run, cache, report, local, prices]
+COMMAND_MODULES: list[ModuleType] = [data, templates, run, cache, report, runs, local, prices]

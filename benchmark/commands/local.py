@@ -70,7 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_serve_local(args: argparse.Namespace) -> int:
     import asyncio
 
-    from judges.local import LlamaServer, resolve_model
+    from judges.child_server import describe_exit
+    from judges.errors import JudgeServerDied
+    from judges.local import TRY_HINT, LlamaServer, resolve_model
 
     model = resolve_model(str(args.model) if args.model else "")
     alias = model.stem
@@ -83,8 +85,8 @@ def cmd_serve_local(args: argparse.Namespace) -> int:
         print(f"  rmb run --judge openai:{alias} --base-url {server.base_url} --concurrency 1")
         sys.stdout.flush()
         code = server.child.proc.wait()
-        tail = server.child.log_tail()
-        raise UserError(f"the llama.cpp server exited with code {code}; its last output:\n{tail}")
+        why = f"{describe_exit(code)} while serving"
+        raise JudgeServerDied(server.child.failure(server.who, why, TRY_HINT))
     except KeyboardInterrupt:
         print("stopped")
         return 0

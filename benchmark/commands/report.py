@@ -15,7 +15,7 @@ from benchmark.rundir import read_manifest
 from benchmark.scoring.rewards import score_rewards_file
 
 
-def _stats_args(p: argparse.ArgumentParser, ties: bool = True) -> None:
+def stats_args(p: argparse.ArgumentParser, ties: bool = True) -> None:
     if ties:
         p.add_argument(
             "--ties",
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep the verdicts stored in comparisons.jsonl instead of parsing the answers again",
     )
-    _stats_args(p)
+    stats_args(p)
     p.set_defaults(func=cmd_report)
 
     c = sub.add_parser(
@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--out", type=Path, help="also write compare.json, compare.md and compare.html here"
     )
-    _stats_args(c, ties=False)
+    stats_args(c, ties=False)
     c.set_defaults(func=cmd_compare)
 
     r = sub.add_parser(
@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--data", type=Path, help="the dataset (default: $RMB_DATA or the fetched copy)")
     r.add_argument("--name", help="the model's name in the table (default: the file's stem)")
     r.add_argument("--out", type=Path, help="write report.json/.md/.html into this directory")
-    _stats_args(r)
+    stats_args(r)
     r.set_defaults(func=cmd_score_rewards)
 
 

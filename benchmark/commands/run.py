@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from benchmark.api import run
+from benchmark.commands.flags import add_flags, from_values
 from benchmark.config import load_run_config
-from benchmark.options import RunOptions, add_flags, fields_in, from_values
+from benchmark.options import RunOptions, fields_in
 from benchmark.reporting.facts import run_label
 from benchmark.reporting.markdown import paper_table
 from benchmark.rundir import read_manifest

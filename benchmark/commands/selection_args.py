@@ -14,9 +14,10 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmark.commands.flags import add_flags, from_values
 from benchmark.data import DataError, Dataset, Item, Selection, load_dataset
 from benchmark.data.fetch import default_data_source
-from benchmark.options import add_flags, fields_in, from_values
+from benchmark.options import fields_in
 
 
 def add_selection_args(parser: argparse.ArgumentParser) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from benchmark.data import DATASET_DIR, DataError, Manifest, ManifestFile, pinned_manifest
+from benchmark.files import write_atomic
 from judges.errors import UserError
 
 URL_ENV = "RMB_ARCHIVE_URL"
@@ -201,9 +202,7 @@ def _extract(
                 continue
             dest = _target(data_dir, rel)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(dest.name + ".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, dest)
+            write_atomic(dest, data)
             installed.append(rel)
     return installed, mismatched
 
@@ -227,7 +226,7 @@ def fetch_dataset(
     report = FetchReport(data_dir, manifest.commit, verified=len(manifest.files) - len(bad))
     if not bad:
         if not stamp.exists():
-            stamp.write_text(manifest.commit + "\n")
+            write_atomic(stamp, manifest.commit + "\n")
         return report
     stamp.unlink(missing_ok=True)
     home.mkdir(parents=True, exist_ok=True)
@@ -265,7 +264,7 @@ def fetch_dataset(
             + ". Rerun `rmb data fetch` (or `--url` another archive of commit "
             + f"{manifest.commit[:12]})"
         )
-    stamp.write_text(manifest.commit + "\n")
+    write_atomic(stamp, manifest.commit + "\n")
     return report
 
 

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.rundir import read_manifest
+from benchmark.analysis.agreement import Agreement, runs_agreement
+from benchmark.results import JudgedComparison
+from benchmark.rundir import COMPARISONS_FILE, read_judged, read_manifest
 from benchmark.scoring import SUBSET_NAMES, ItemResult, scenario_name
 from benchmark.scoring.stats import (
     Interval,
@@ -38,6 +40,8 @@ class RunData:
     label: str
     report: dict[str, Any]
     items: dict[str, ItemResult]
+    # comparisons.jsonl (empty for a report with none, e.g. a reward model's): for kappa
+    judged: list[JudgedComparison] = field(default_factory=list)
 
 
 def load_run(path: Path) -> RunData:
@@ -51,7 +55,8 @@ def load_run(path: Path) -> RunData:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{report_file}: not a report this version can read ({e})") from None
     label = report.get("label") or run_label(read_manifest(path))
-    return RunData(path, label, report, items)
+    judged = read_judged(path) if (path / COMPARISONS_FILE).is_file() else []
+    return RunData(path, label, report, items, judged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,8 @@ class PairComparison:
     subsets: list[Difference]
     overall: Difference | None
     scenarios: list[Difference]
+    # Cohen's kappa of the two runs' verdicts on the comparisons both judged
+    agreement: Agreement | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +118,7 @@ class PairComparison:
             "subsets": [d.to_dict() for d in self.subsets],
             "overall": self.overall.to_dict() if self.overall else None,
             "scenarios": [d.to_dict() for d in self.scenarios],
+            "agreement": self.agreement.to_dict() if self.agreement else None,
         }
 
 
@@ -165,6 +173,10 @@ def compare_pair(a: RunData, b: RunData, *, bootstrap: int = 1000, seed: int = 0
     ]
     adjusted = holm([d.mcnemar.p_value for d in scenarios])
     scenarios = [replace(d, holm_p=p) for d, p in zip(scenarios, adjusted, strict=True)]
+    agreement = None
+    if a.judged and b.judged:
+        categories = {uid: r.category for uid, r in a.items.items()}
+        agreement = runs_agreement(a.judged, b.judged, categories)
     return PairComparison(
         a.label,
         b.label,
@@ -174,6 +186,7 @@ def compare_pair(a: RunData, b: RunData, *, bootstrap: int = 1000, seed: int = 0
         subsets,
         overall,
         scenarios,
+        agreement,
     )
 
 
@@ -213,8 +226,7 @@ def compare_runs(paths: Sequence[Path], *, bootstrap: int = 1000, seed: int = 0)
     # two runs of the same judge × template: tell them apart by directory
     seen = Counter(r.label for r in runs)
     runs = [
-        RunData(r.path, f"{r.label} ({r.path.name})", r.report, r.items) if seen[r.label] > 1 else r
-        for r in runs
+        replace(r, label=f"{r.label} ({r.path.name})") if seen[r.label] > 1 else r for r in runs
     ]
     result = CompareResult(runs, [])
     rules = {r.label: (r.report.get("options") or {}).get("ties") for r in runs}

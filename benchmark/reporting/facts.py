@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from benchmark.analysis.agreement import Agreement
 from benchmark.scoring import SUBSET_NAMES, GroupScore, Scores
 from benchmark.scoring.stats import Interval
 
@@ -159,3 +160,25 @@ def _count_facts(scores: Scores, counts: Mapping[str, Any]) -> list[Fact]:
             )
         )
     return facts
+
+
+# ---------------------------------------------------------------- rmb compare: agreement
+
+KAPPA_HEADER = ["Scenario", "Comparisons", "Same verdict", "Cohen's kappa"]
+
+
+def agreement_text(ag: Agreement) -> str:
+    o = ag.overall
+    kappa = "–" if o.kappa is None else f"{o.kappa:.3f}"
+    return (
+        f"Agreement: Cohen's kappa {kappa} over the {o.comparisons:,} comparisons both judged "
+        f"(the same verdict on {fmt_pct(o.observed)}; 1 is full agreement, 0 what chance gives)"
+        + (f"; {ag.invalid:,} left out for an invalid verdict" if ag.invalid else "")
+        + "."
+    )
+
+
+def kappa_rows(ag: Agreement) -> list[list[str]]:
+    return [
+        [k.name, f"{k.comparisons:,}", fmt_pct(k.observed), fmt_acc(k.kappa)] for k in ag.scenarios
+    ]

@@ -20,10 +20,22 @@ from markupsafe import Markup
 
 from benchmark.scoring import SUBSET_NAMES, Scores
 
+from .analysis import Section
+from .board import HEADER as BOARD_HEADER
+from .board import NUMERIC, BoardGroup, board_cells, sort_keys
 from .charts import Chart, bar_chart, forest_plot, goal_colour
 from .compare import CompareResult, Difference, PairComparison
 from .examples import ScenarioExamples, labels_for
-from .facts import fmt_human, fmt_pct, priced, run_facts, run_label
+from .facts import (
+    KAPPA_HEADER,
+    agreement_text,
+    fmt_human,
+    fmt_pct,
+    kappa_rows,
+    priced,
+    run_facts,
+    run_label,
+)
 
 MAX_TEXT = 6000  # characters of one answer or judge output shown before cutting
 
@@ -58,7 +70,13 @@ def _env() -> jinja2.Environment:
         commas="{:,}".format,
         usd="{:,.4f}".format,
     )
-    env.globals.update(subset_names=SUBSET_NAMES, labels_for=labels_for)
+    env.globals.update(
+        subset_names=SUBSET_NAMES,
+        labels_for=labels_for,
+        agreement_text=agreement_text,
+        kappa_rows=kappa_rows,
+        kappa_header=KAPPA_HEADER,
+    )
     return env
 
 
@@ -93,6 +111,7 @@ def render_html(
     scores: Scores,
     manifest: Mapping[str, Any] | None,
     examples: Sequence[ScenarioExamples] = (),
+    sections: Sequence[Section] = (),
 ) -> str:
     return (
         _env()
@@ -106,6 +125,7 @@ def render_html(
             charts=report_charts(scores),
             reasons=scores.overall.top_invalid_reasons,
             examples=examples,
+            sections=sections,
         )
     )
 
@@ -136,3 +156,30 @@ def _pair_view(p: PairComparison, n: int) -> _PairView:
 def render_compare_html(result: CompareResult) -> str:
     pairs = [_pair_view(p, i + 1) for i, p in enumerate(result.pairs)]
     return _env().get_template("compare.html.j2").render(result=result, pairs=pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class _BoardCell:
+    text: str
+    key: str  # what the column sorts by
+    ci: str  # an accuracy's interval, printed smaller
+
+
+def _board_rows(g: BoardGroup) -> list[list[_BoardCell]]:
+    rows = []
+    for rank, r in enumerate(g.rows, 1):
+        cells = []
+        for text, key in zip(board_cells(rank, r), sort_keys(rank, r), strict=True):
+            value, _, ci = text.partition(" [")
+            cells.append(_BoardCell(value, key, f"[{ci}" if ci else ""))
+        rows.append(cells)
+    return rows
+
+
+def render_board_html(groups: Sequence[BoardGroup]) -> str:
+    tables = [(g, _board_rows(g)) for g in groups]
+    return (
+        _env()
+        .get_template("leaderboard.html.j2")
+        .render(tables=tables, header=BOARD_HEADER, numeric=NUMERIC)
+    )

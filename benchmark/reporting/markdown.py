@@ -7,13 +7,19 @@ from typing import Any
 
 from benchmark.scoring import SUBSET_NAMES, GroupScore, Scores
 
+from .analysis import Section
+from .board import HEADER as BOARD_HEADER
+from .board import BoardGroup, board_cells
 from .compare import CompareResult, Difference
 from .facts import (
+    KAPPA_HEADER,
     Fact,
+    agreement_text,
     fmt_acc,
     fmt_ci,
     fmt_cost,
     fmt_pct,
+    kappa_rows,
     paper_row,
     priced,
     run_facts,
@@ -89,7 +95,23 @@ def _short_row(g: GroupScore, name: str) -> list[object]:
     ]
 
 
-def markdown(scores: Scores, manifest: Mapping[str, Any] | None = None) -> str:
+def analysis_markdown(sections: Sequence[Section]) -> list[str]:
+    """The analysis sections: paragraphs (a warning in bold) and tables; charts are HTML's."""
+    parts: list[str] = []
+    for s in sections:
+        parts += [f"## {s.title}", ""]
+        for f in s.lines:
+            parts += [f"**{f.text}**{f.tail}" if f.warn else f"{f.text}{f.tail}", ""]
+        for t in s.tables:
+            parts += [md_table(t.header, t.rows), ""]
+    return parts
+
+
+def markdown(
+    scores: Scores,
+    manifest: Mapping[str, Any] | None = None,
+    sections: Sequence[Section] = (),
+) -> str:
     label = run_label(manifest)
     o = scores.overall
     known = priced(manifest)
@@ -127,6 +149,7 @@ def markdown(scores: Scores, manifest: Mapping[str, Any] | None = None) -> str:
             md_table(["Task", *SHORT_HEADER], [_short_row(g, k) for k, g in scores.tasks.items()])
         )
         parts.append("")
+    parts += analysis_markdown(sections)
     parts += ["## Scenarios", ""]
     parts.append(
         md_table(
@@ -193,6 +216,7 @@ def compare_markdown(result: CompareResult) -> str:
                 [_diff_row(d) for d in [*p.subsets, *([p.overall] if p.overall else [])]],
             ),
             "",
+            *([agreement_text(p.agreement), ""] if p.agreement else []),
             "### Scenarios",
             "",
             "Each scenario is a handful of items and there are dozens of them: * marks a "
@@ -203,5 +227,34 @@ def compare_markdown(result: CompareResult) -> str:
                 ["Scenario", *DIFF_HEADER[1:], "Holm p"],
                 [[*_diff_row(d), f"{d.holm_p:.3g}"] for d in p.scenarios],
             ),
+        ]
+        if p.agreement and p.agreement.scenarios:
+            out += [
+                "",
+                "### Agreement by scenario",
+                "",
+                md_table(KAPPA_HEADER, kappa_rows(p.agreement)),
+            ]
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- leaderboard.md
+
+
+def board_markdown(groups: Sequence[BoardGroup]) -> str:
+    out = [
+        "# RMB leaderboard",
+        "",
+        "Runs over the same items, ranked by Overall (the mean of the four subsets); accuracy "
+        "with its 95% bootstrap interval. Runs over different items are in separate tables and "
+        "never ranked together.",
+    ]
+    for g in groups:
+        rows = [board_cells(i, r) for i, r in enumerate(g.rows, 1)]
+        out += [
+            "",
+            f"## {g.description} · data {g.data[:12]}",
+            "",
+            md_table(BOARD_HEADER, rows, right_from=4),
         ]
     return "\n".join(out) + "\n"

@@ -9,6 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from benchmark.analysis.facts import item_facts
+from benchmark.analysis.run import analyse_run
 from benchmark.data import Item, Selection, load, outline, return_freed_memory
 from benchmark.data.fetch import default_data_source
 from benchmark.results import JudgedComparison, read_answers
@@ -102,6 +104,15 @@ def reparse(
     return out, read, changed
 
 
+def judge_model(manifest: Mapping[str, Any]) -> str | None:
+    """The judge's model, for self-preference; None for a jury (no one family)."""
+    if manifest.get("jury"):
+        return None
+    identity = manifest.get("judge_identity")
+    model = identity.get("model") if isinstance(identity, dict) else None
+    return str(model or manifest.get("judge") or "") or None
+
+
 def rebuild(
     run_dir: Path,
     *,
@@ -119,8 +130,12 @@ def rebuild(
     manifest = read_manifest(run_dir)
     judged = read_judged(run_dir)
     source = run_source(manifest, data)
-    # scoring needs no text; the report's few examples read theirs again from `source`
-    items = outline(items_of_run(manifest, judged, source))
+    # scoring needs no text (the analyses only the answers' lengths and writers, `facts`); the
+    # report's few examples read theirs again from `source`
+    full = items_of_run(manifest, judged, source)
+    facts = item_facts(full)
+    items = outline(full)
+    del full
     return_freed_memory()
     cache = cache_dir or cache_dir_of(manifest)
     read = changed = 0
@@ -139,8 +154,17 @@ def rebuild(
                 missing = sum(1 for j in judged if j.key not in in_cache)
     rule = ties or str(manifest.get("ties") or "strict")
     scores = score(items, judged, ties=rule, bootstrap=bootstrap, seed=seed)  # type: ignore[arg-type]
+    analysis = analyse_run(
+        items, facts, judged, scores, judge=judge_model(manifest), bootstrap=bootstrap, seed=seed
+    )
     paths = write_reports(
-        run_dir, scores, manifest=manifest, judged=judged, cache_dir=cache, data=source
+        run_dir,
+        scores,
+        manifest=manifest,
+        judged=judged,
+        cache_dir=cache,
+        data=source,
+        analysis=analysis,
     )
     return Rebuilt(scores, paths, read, changed, missing)
 

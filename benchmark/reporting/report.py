@@ -14,7 +14,9 @@ from typing import Any
 
 import orjson
 
+from benchmark.analysis.run import RunAnalysis
 from benchmark.data import Item
+from benchmark.files import write_atomic
 from benchmark.results import JudgedComparison
 from benchmark.rundir import (
     COMPARISONS_FILE,
@@ -22,11 +24,11 @@ from benchmark.rundir import (
     read_judged,
     read_manifest,
     recorded_source,
-    write_atomic,
 )
 from benchmark.scoring import ItemResult, Scores
 from judges.base import Completion
 
+from .analysis import analysis_sections
 from .compare import CompareResult
 from .examples import collect_examples, example_items, items_by_uid, prompt_renderer
 from .facts import run_label
@@ -37,12 +39,18 @@ REPORT_FILES = ("report.json", "report.md", "report.html")
 COMPARE_FILES = ("compare.json", "compare.md", "compare.html")
 
 
-def report_dict(scores: Scores, manifest: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def report_dict(
+    scores: Scores,
+    manifest: Mapping[str, Any] | None = None,
+    analysis: RunAnalysis | None = None,
+) -> dict[str, Any]:
+    """report.json's content (docs/report-json.md)."""
     return {
         "label": run_label(manifest),
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "manifest": dict(manifest or {}),
         **scores.to_dict(items=False),
+        "analysis": analysis.to_dict() if analysis is not None else None,
         # a row per item, made as json_chunks writes it
         "items": map(ItemResult.to_dict, scores.items),
     }
@@ -76,6 +84,7 @@ def write_reports(
     completions: Mapping[str, Completion] | None = None,
     cache_dir: Path | None = None,
     data: Path | None = None,
+    analysis: RunAnalysis | None = None,
 ) -> list[Path]:
     """Write report.json, report.md and report.html into `run_dir`; return their paths.
 
@@ -100,10 +109,11 @@ def write_reports(
         cache_dir=cache_dir or cache_dir_of(manifest),
         render=prompt_renderer(manifest),
     )
+    sections = analysis_sections(analysis) if analysis is not None else []
     paths = [run_dir / name for name in REPORT_FILES]
-    write_atomic(paths[0], json_chunks(report_dict(scores, manifest)))
-    write_atomic(paths[1], markdown(scores, manifest))
-    write_atomic(paths[2], render_html(scores, manifest, examples))
+    write_atomic(paths[0], json_chunks(report_dict(scores, manifest, analysis)))
+    write_atomic(paths[1], markdown(scores, manifest, sections))
+    write_atomic(paths[2], render_html(scores, manifest, examples, sections))
     return paths
 
 

@@ -45,6 +45,7 @@ configuration and clears the stats; ``GET /_stats`` reads the counters):
   (always the first label, a position-biased judge; pointwise: the top of the scale),
   ``prefer:MARKER`` (an oracle the test controls: the response whose ``<response X>`` block
   contains MARKER wins; pointwise: top of the scale if it has it, else 1; no marker: ``hash``),
+  ``longer`` (a length-biased judge: the longest response shown wins; pointwise: ``hash``),
   ``fixed:TEXT`` (always TEXT).
 - ``reasoning``: ``none`` | ``field`` (OpenAI-compatible ``reasoning_content`` / Anthropic
   ``thinking`` block) | ``think`` (``<think>…</think>`` before the answer text).
@@ -259,6 +260,11 @@ def choose(policy: str, fmt: Format, h: int, prompt: str = "") -> str:
             return fmt.labels[0] if marked else fmt.labels[-1]
         if marked and marked[0] in fmt.labels:
             return marked[0]
+    if policy == "longer" and fmt.kind != "rating":
+        # a length-biased judge: the longest response shown wins
+        blocks = [(len(text), lab) for lab, text in _BLOCK.findall(prompt) if lab in fmt.labels]
+        if blocks:
+            return max(blocks)[1]
     return fmt.labels[h % len(fmt.labels)]
 
 

@@ -1,0 +1,20 @@
+"""The one atomic write: every file the package writes whole (a run's manifest, comparisons and
+reports, a fetched dataset's files) goes through a temporary file and a rename, so a reader, or
+a crash, never leaves half a file behind."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def write_atomic(path: Path, data: str | bytes | Iterable[str]) -> None:
+    """`data` whole (text or bytes), or text given in chunks (never held at once)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        with tmp.open("w") as fh:
+            fh.writelines([data] if isinstance(data, str) else data)
+    os.replace(tmp, path)
