@@ -83,9 +83,9 @@ VLLM_VENV ?= .venv-vllm
 VLLM_BIN := $(VLLM_VENV)/bin
 VLLM_MODEL ?= $(VLLM_VENV)/models/SmolLM2-135M-Instruct
 
-.PHONY: vllm-env test-vllm bench-vllm
+.PHONY: vllm-env test-vllm test-ray bench-vllm
 
-vllm-env: $(VLLM_BIN)/.vllm-ready $(VLLM_MODEL)/config.json
+vllm-env: $(VLLM_BIN)/.vllm-ready $(VLLM_BIN)/.ray-ready $(VLLM_MODEL)/config.json
 
 $(VLLM_BIN)/.vllm-ready: pyproject.toml
 	test -x $(VLLM_BIN)/python || $(PY) -m venv $(VLLM_VENV)
@@ -95,11 +95,21 @@ $(VLLM_BIN)/.vllm-ready: pyproject.toml
 	$(VLLM_BIN)/pip uninstall -y torchvision torchaudio torchcodec
 	touch $@
 
+# Ray, for `vllm:MODEL --replicas N` (judges/ray_replicas.py)
+$(VLLM_BIN)/.ray-ready: $(VLLM_BIN)/.vllm-ready
+	$(VLLM_BIN)/pip install -e '.[ray]'
+	touch $@
+
 $(VLLM_MODEL)/config.json: | $(VLLM_BIN)/.vllm-ready
 	$(VLLM_BIN)/python -m judges.gguf_to_hf --out $(VLLM_MODEL)
 
 test-vllm: vllm-env
 	VLLM_MODEL=$(VLLM_MODEL) $(VLLM_BIN)/python -m pytest -q -m vllm -p no:cacheprovider tests/test_vllm.py
 
+# two replicas of the small model on a local Ray instance, one killed mid-run
+test-ray: vllm-env
+	VLLM_MODEL=$(VLLM_MODEL) $(VLLM_BIN)/python -m pytest -q -m ray -p no:cacheprovider tests/test_ray.py
+
 bench-vllm: vllm-env
 	$(VLLM_BIN)/python bench/vllm_bench.py --model $(VLLM_MODEL)
+	$(VLLM_BIN)/python bench/ray_bench.py --model $(VLLM_MODEL)

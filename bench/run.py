@@ -5,10 +5,12 @@ average next to it (the machine may be shared: read the numbers against the load
     .venv/bin/python bench/run.py [--quick] [--skip-full] [--out bench/results.json]
 
 Lines: data load of the full shared RMB (time, peak RSS); per-comparison harness cost (render,
-key, cache lookup, parse) and cache writes/reads per second; scoring the full RMB; throughput through the real OpenAI
+key, cache lookup, parse) and cache writes/reads per second; parser throughput on 1 MB hostile
+answers (the slowest parser on the worst pattern); scoring the full RMB; throughput through the real OpenAI
 judge against the loopback server (its own process, 200 ms latency) at concurrency 64, 256, 512,
 on its two transports side by side (the official SDK and the lean aiohttp session, the default
-for a `--base-url` server, which carries the targets), and lean in two client processes; a cached rerun of 1,000 comparisons and of the full RMB
+for a `--base-url` server, which carries the targets), and lean in two client processes; the
+multi-server judge over 1, 2 and 4 servers of 32 requests at a time (bench/pool_bench.py); a cached rerun of 1,000 comparisons and of the full RMB
 through `rmb run` (subprocess, process start included; the cache is warmed once against the
 loopback server with zero latency in a temporary directory)."""
 
@@ -29,6 +31,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parent / "tests"), str(HERE)]
 
 import harness  # noqa: E402
+import parsers  # noqa: E402
+import pool_bench  # noqa: E402
 import rerun  # noqa: E402
 import scoring  # noqa: E402
 import throughput  # noqa: E402
@@ -173,6 +177,58 @@ def throughput_lines(quick: bool) -> list[Line]:
     return lines
 
 
+def pool_lines(quick: bool) -> list[Line]:
+    """The multi-server judge over 1, 2 and 4 servers (32 at a time each, 200 ms): N servers
+    should carry at least 0.9 N times what one carries."""
+    seconds = 3.0 if quick else 8.0
+    runs = {n: pool_bench.measure(n, seconds) for n in (1, 2, 4)}
+    one = runs[1]["rps"]
+    lines = []
+    for n, r in runs.items():
+        detail = (
+            f"{r['rps']:.0f}/s, ideal {r['ideal_rps']:.0f}/s (ratio {r['ratio_to_ideal']:.2f}), "
+            f"limits {r['limits']}, CPU per request: client {r['client_cpu_us']} µs, "
+            f"servers {r['server_cpu_us']} µs; {r['requests']} requests"
+        )
+        if n == 1:
+            ln = info("multi-server judge, 1 server: requests/s", r["rps"], "/s", detail)
+        else:
+            ln = at_least(
+                f"multi-server judge, {n} servers: x one server",
+                0.9 * n,
+                r["rps"] / one,
+                "x",
+                detail,
+            )
+        if r["answered"] != r["requests"] or r["answered_twice"]:
+            ln.ok = False
+            ln.detail += f"; {r['answered']} answered, {r['answered_twice']} answered twice"
+        lines.append(ln)
+    # what one client process carries at all here, pool or not: 4 servers want 640/s
+    with running_server(latency=LATENCY_S) as srv:
+        c = throughput.measure(srv.openai_base_url, 256, LATENCY_S, rounds=4, transport="lean")
+    lines.append(
+        info(
+            "  client ceiling: lean judge, c=256, 1 server",
+            c["rps"],
+            "/s",
+            f"CPU per request {c['client_cpu_us']} µs; when 4 servers' line misses, compare",
+        )
+    )
+    return lines
+
+
+def parser_lines() -> list[Line]:
+    r = parsers.measure()
+    detail = f"{r['parsers']} parsers x {r['answers']} hostile patterns; slowest: {r['slowest']}"
+    return [
+        at_least(
+            "parser throughput, 1 MB hostile answers", 10.0, r["slowest_mb_s"], "MB/s", detail
+        ),
+        info("parser throughput, 1 MB hostile: median", r["median_mb_s"], "MB/s"),
+    ]
+
+
 def rerun_lines(full: bool) -> list[Line]:
     lines = []
     with running_server(latency=0.0) as srv:
@@ -211,8 +267,10 @@ def main() -> int:
     print(HEADER)
     section("data load", data_lines, lines)
     section("harness cost", harness_lines, lines)
+    section("parsers on hostile answers", parser_lines, lines)
     section("scoring", scoring_lines, lines)
     section("throughput", lambda: throughput_lines(a.quick), lines)
+    section("multi-server judge", lambda: pool_lines(a.quick), lines)
     section("cached reruns (rmb run)", lambda: rerun_lines(not a.skip_full), lines)
     print()
     print(HEADER)

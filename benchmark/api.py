@@ -13,6 +13,7 @@ final manifest, reports)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
@@ -178,8 +179,25 @@ def _identify(run: _Run, identity: JudgeIdentity) -> None:
             "answer": rundir.answer_options(o.judge_options(), identity),
         },
     )
+    if o.run_id is not None:
+        rundir.check_run_id(o.run_id)
     run.run_id = o.run_id or rundir.run_id(identity, run.template.name, run.digest)
     run.run_dir = Path(o.runs_dir) / run.run_id
+
+
+def _check_reuse(run: _Run) -> None:
+    """A run directory holds one run: the same inputs resume it, other inputs are refused (they
+    silently replaced the earlier run's record)."""
+    try:
+        earlier = json.loads((run.run_dir / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(earlier, dict) and earlier.get("inputs") not in (None, run.digest):
+        what = f"{earlier.get('judge')}, template {(earlier.get('template') or {}).get('name')}"
+        raise UserError(
+            f"{run.run_dir} holds another run ({str(what)[:120]}) made from other inputs; pass "
+            "another --run-id (or none: a run id derived from the inputs)"
+        )
 
 
 def _prepare(run: _Run) -> Prepared:
@@ -274,7 +292,7 @@ async def _judge(
         prepared,
         judge,
         store,
-        concurrency=run.options.concurrency,
+        concurrency=run.options.in_flight,
         max_cost=run.options.max_cost,
         progress=progress,
         handle_signals=handle_signals,
@@ -357,12 +375,15 @@ async def arun(
     try:
         _identify(run, the_judge.identity)
         prepared = _prepare(run)
-        store = CacheStore(options.cache_dir)
+        lock = None if options.dry_run else rundir.RunLock(run.run_dir)
         try:
-            if options.dry_run:
-                return await _estimate(run, prepared, store)
-            _start(run, prepared, store)
+            if lock is not None:
+                _check_reuse(run)
+            store = CacheStore(options.cache_dir)
             try:
+                if options.dry_run:
+                    return await _estimate(run, prepared, store)
+                _start(run, prepared, store)
                 outcome, judged = await _judge(
                     run,
                     prepared,
@@ -375,13 +396,16 @@ async def arun(
                 if resume_hint and not getattr(e, "__notes__", None):
                     e.add_note(f"Answers so far are cached; to resume run:\n  {resume_hint}")
                 raise
+            finally:
+                store.close()
+            del prepared  # its index of keys (MBs on the full RMB) is not needed past judging
+            return _finish(run, outcome, judged, resume_hint)
         finally:
-            store.close()
+            if lock is not None:
+                lock.release()
     finally:
         if judge is None:
             await the_judge.aclose()
-    del prepared  # its index of keys (MBs on the full RMB) is not needed past judging
-    return _finish(run, outcome, judged, resume_hint)
 
 
 def _blocking(f: Callable[P, Coroutine[Any, Any, RunResult]]) -> Callable[P, RunResult]:

@@ -30,6 +30,8 @@ from typing import Any, Literal
 from judges.base import DEFAULT, JudgeOptions
 from judges.errors import UserError
 from judges.models import ANSWER_TOKENS, ANTHROPIC_VERSION, ANTHROPIC_VERSIONS, REASONING_TOKENS
+from judges.pool import MAX_SLOTS as POOL_SLOTS
+from judges.pool import read_url_file
 
 from .data import Goal, Selection, SetName
 from .plan import BON_STRATEGIES, ORDERS
@@ -132,13 +134,22 @@ class RunOptions:
         flag="--scenario",
     )
     per_scenario: int | None = opt(
-        None, "at most N items per scenario and set, seeded sample", "selection", metavar="N", min=1
+        None,
+        "at most N items per scenario and set, seeded sample",
+        "selection",
+        metavar="N",
+        min=1,
+        max=10**9,
     )
     limit: int | None = opt(
-        None, "at most N items in all, seeded sample", "selection", metavar="N", min=1
+        None, "at most N items in all, seeded sample", "selection", metavar="N", min=1, max=10**9
     )
     seed: int = opt(
-        0, "sampling seed (default 0); a given seed picks the same items every time", "selection"
+        0,
+        "sampling seed (default 0); a given seed picks the same items every time",
+        "selection",
+        min=0,
+        max=2**32 - 1,  # what every RNG (and the judges' `seed` fields) accept
     )
     # ------------------------------------------------------------------ plan
     orders: str = opt("both", "pairwise display orders (default: both)", "plan", choices=ORDERS)
@@ -146,10 +157,15 @@ class RunOptions:
         None, "Best-of-N strategy (default: the template's mode)", "plan", choices=BON_STRATEGIES
     )
     permutations: int = opt(
-        1, "listwise: K seeded shuffles per item (default 1)", "plan", metavar="K", min=1
+        1, "listwise: K seeded shuffles per item (default 1)", "plan", metavar="K", min=1, max=1000
     )
     samples: int = opt(
-        1, "K answers per comparison, majority vote (default 1)", "plan", metavar="K", min=1
+        1,
+        "K answers per comparison, majority vote (default 1)",
+        "plan",
+        metavar="K",
+        min=1,
+        max=1000,
     )
     ties: str = opt(
         "strict",
@@ -158,31 +174,52 @@ class RunOptions:
         choices=("strict", "half"),
     )
     bootstrap: int = opt(
-        1000, "bootstrap resamples for intervals (default 1000)", "plan", metavar="N", min=0
+        1000,
+        "bootstrap resamples for intervals (default 1000)",
+        "plan",
+        metavar="N",
+        min=0,
+        max=10**6,
     )
     # ------------------------------------------------------------------ judge
-    concurrency: int = opt(
-        _J.concurrency,
-        f"requests in flight (default {_J.concurrency})",
+    concurrency: int | None = opt(
+        None,
+        f"requests in flight (default {_J.concurrency}); for several --base-url servers each "
+        f"one's ceiling (default {POOL_SLOTS}: each server's limit adapts to its queueing)",
         "judge",
         metavar="N",
         min=1,
+        max=100_000,
         judge="concurrency",
     )
     rps: float | None = opt(
-        None, "at most R requests per second", "judge", metavar="R", judge="requests_per_s"
+        None,
+        "at most R requests per second",
+        "judge",
+        metavar="R",
+        above=0,
+        max=1e6,
+        finite=True,
+        judge="requests_per_s",
     )
     tpm: int | None = opt(
-        None, "at most T tokens per minute", "judge", metavar="T", judge="tokens_per_min"
+        None,
+        "at most T tokens per minute",
+        "judge",
+        metavar="T",
+        min=1,
+        max=10**12,
+        judge="tokens_per_min",
     )
     temperature: float | None = opt(
         None,
         "sampling temperature (default: 0 where the model family takes one, not sent where it "
         "does not: reasoning models, Claude on API version 2026-10-21)",
         "judge",
-        judge="temperature",
         min=0,
+        max=2,  # OpenAI's range (Anthropic's is 0-1: the API says so)
         finite=True,
+        judge="temperature",
     )
     max_tokens: int | None = opt(
         None,
@@ -190,8 +227,9 @@ class RunOptions:
         "model that reasons: its thinking counts against the limit; a template may set its own)",
         "judge",
         metavar="N",
-        judge="max_tokens",
         min=1,
+        max=10**7,
+        judge="max_tokens",
     )
     reasoning_effort: str | None = opt(
         None,
@@ -245,12 +283,60 @@ class RunOptions:
         metavar="TEXT",
         judge="system_prompt",
     )
-    base_url: str | None = opt(
-        None,
-        "OpenAI-compatible server (vLLM, llama.cpp, SGLang)",
+    base_url: tuple[str, ...] = opt(
+        (),
+        "OpenAI-compatible server (vLLM, llama.cpp, SGLang); repeat it for several servers of "
+        "one judge: each request goes to the least busy, a failing one is rested and retried",
         "judge",
         metavar="URL",
-        judge="base_url",
+        judge="base_urls",
+    )
+    base_url_file: str | None = opt(
+        None,
+        "a file of base URLs, one a line (# comments): the servers of one judge",
+        "judge",
+        metavar="FILE",
+    )
+    judge_id: str | None = opt(
+        None,
+        "the cache identity of a custom server's judge instead of its address (e.g. "
+        "MODEL@REVISION), so its cache survives a move; several servers without it are named by "
+        "the model id they serve",
+        "judge",
+        metavar="NAME",
+        judge="judge_id",
+    )
+    replicas: int = opt(
+        1,
+        "vllm: engine replicas on Ray (default 1: one engine in this process)",
+        "judge",
+        metavar="N",
+        min=1,
+        judge="replicas",
+    )
+    tensor_parallel: int = opt(
+        1,
+        "vllm: GPUs per pipeline stage of each engine (tensor parallel; default 1)",
+        "judge",
+        metavar="K",
+        min=1,
+        judge="tensor_parallel",
+    )
+    pipeline_parallel: int = opt(
+        1,
+        "vllm: pipeline stages of each engine, across nodes on Ray (default 1)",
+        "judge",
+        metavar="P",
+        min=1,
+        judge="pipeline_parallel",
+    )
+    ray_address: str | None = opt(
+        None,
+        "vllm: run the replicas on this Ray cluster (auto, ray://HOST:10001) instead of a local "
+        "Ray instance started for the run",
+        "judge",
+        metavar="ADDRESS",
+        judge="ray_address",
     )
     api_key_env: str | None = opt(
         None,
@@ -272,6 +358,9 @@ class RunOptions:
         f"per-request timeout in seconds (default {_J.timeout_s:g})",
         "judge",
         metavar="S",
+        above=0,
+        max=86_400,
+        finite=True,
         judge="timeout_s",
     )
     max_retries: int = opt(
@@ -279,6 +368,8 @@ class RunOptions:
         f"retries on 429/5xx/timeouts (default {_J.max_retries})",
         "judge",
         metavar="N",
+        min=0,
+        max=100,
         judge="max_retries",
     )
     # ------------------------------------------------------------------ run
@@ -295,7 +386,13 @@ class RunOptions:
         metavar="ID",
     )
     max_cost: float | None = opt(
-        None, "stop before spending more than this", "run", metavar="USD", above=0, finite=True
+        None,
+        "stop before spending more than this",
+        "run",
+        metavar="USD",
+        above=0,
+        max=1e9,
+        finite=True,
     )
     prices: str | Path | None = opt(
         None,
@@ -328,18 +425,30 @@ class RunOptions:
         )
 
     def judge_options(self, base: JudgeOptions | None = None) -> JudgeOptions:
-        """The judge's settings these options give (the rest as in `base`)."""
+        """The judge's settings these options give (the rest as in `base`). The servers are the
+        --base-url ones, then the --base-url-file ones; an unset concurrency is the judge's
+        default, or each server's ceiling when several servers make one judge."""
         given = {m.judge: getattr(self, f.name) for f, m in _opts() if m.judge}
         if given["temperature"] is None:
             given["temperature"] = DEFAULT  # the model family's default
+        if self.base_url_file is not None:
+            given["base_urls"] = (*self.base_url, *read_url_file(self.base_url_file))
+        if self.concurrency is None:
+            pool = len(given["base_urls"]) > 1 or self.judge_id is not None
+            given["concurrency"] = POOL_SLOTS if pool else (base or _J).concurrency
         return replace(base or JudgeOptions(), **given)
+
+    @property
+    def in_flight(self) -> int:
+        """The concurrency a run uses (the option, or its default as `judge_options` says)."""
+        return self.judge_options().concurrency
 
     def check(self) -> RunOptions:
         """Every value against its field's rule; the first that breaks one is a UserError
         naming its flag. Returns self, so `RunOptions(...).check()` reads as a sentence."""
         kind = kinds()
         for f, m in _opts():
-            _check_value(m.flag_name(f.name), getattr(self, f.name), m, kind[f.name])
+            check_value(m.flag_name(f.name), getattr(self, f.name), m, kind[f.name])
         return self
 
     def manifest(self) -> dict[str, Any]:
@@ -371,7 +480,7 @@ def hint_kind(hint: Any) -> Kind:
     return {bool: "bool", int: "int", float: "number"}.get(hint, "string")  # type: ignore[return-value]
 
 
-def _check_value(name: str, v: Any, m: Opt, kind: Kind) -> None:
+def check_value(name: str, v: Any, m: Opt, kind: Kind) -> None:
     if v is None:
         return
     if not _of_kind(kind, v):
@@ -386,12 +495,18 @@ def _check_value(name: str, v: Any, m: Opt, kind: Kind) -> None:
         return
     if m.finite and not math.isfinite(v):
         raise UserError(f"{name} must be a finite number, got {v}")
-    if m.min is not None and v < m.min:
-        raise UserError(f"{name} must be at least {m.min:g}, got {v}")
-    if m.max is not None and v > m.max:
-        raise UserError(f"{name} must be at most {m.max:g}, got {v}")
+    if m.min is not None and not v >= m.min:
+        raise UserError(f"{name} must be at least {_num(m.min)}, got {_num(v)}")
+    if m.max is not None and not v <= m.max:
+        raise UserError(f"{name} must be at most {_num(m.max)}, got {_num(v)}")
     if m.above is not None and not v > m.above:
-        raise UserError(f"{name} must be above {m.above:g}, got {v}")
+        raise UserError(f"{name} must be above {_num(m.above)}, got {_num(v)}")
+
+
+def _num(x: float) -> str:
+    """4294967295, not 4.29497e+09; a number too long to read, shortened."""
+    text = str(x)
+    return text if len(text) <= 24 else f"{x:.3g}"
 
 
 def fields_in(*groups: str) -> Iterator[tuple[str, Opt]]:

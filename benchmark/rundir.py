@@ -4,9 +4,11 @@ options are listed field by field) and `comparisons.jsonl`, each written atomica
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import platform
 import re
 import subprocess
@@ -110,6 +112,56 @@ def git_commit(where: Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "")
+
+
+# a run id names one directory inside --runs-dir: no separators, no '..', nothing hidden
+RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+=@-]{0,127}")
+LOCK_FILE = ".lock"
+
+
+def check_run_id(run_id: str) -> str:
+    if not RUN_ID.fullmatch(run_id):
+        raise UserError(
+            f"--run-id {run_id[:80]!r}: a run id is one folder name inside --runs-dir: letters, "
+            "digits and . _ - + = @ (not first), at most 128 characters"
+        )
+    return run_id
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the length of a run (`flock`: released by the
+    kernel when the process dies, so a killed run never leaves it held)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self._fh = (run_dir / LOCK_FILE).open("a+")
+        except OSError as e:
+            raise UserError(
+                f"--runs-dir: cannot create the run directory {run_dir} ({e.strerror or e}); "
+                "pass --runs-dir DIR, a folder you can write"
+            ) from None
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "another process"
+            self._fh.close()
+            raise UserError(
+                f"{run_dir}: another rmb run ({holder[:80]}) is writing this run directory; "
+                "wait for it to finish (the answers it buys are shared through the cache), or "
+                "pass another --run-id"
+            ) from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"pid {os.getpid()} on {platform.node()}\n")
+        self._fh.flush()
+
+    def release(self) -> None:
+        if not self._fh.closed:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:

@@ -47,10 +47,14 @@ class ChatRequest:
     chat_template_kwargs: dict[str, Any] | None = None
     extra_body: dict[str, Any] | None = None
 
+    # the verdict labels ("A", "B") whose logprobs a backend that scores given tokens (in-process
+    # vLLM) returns exactly at each position, not only when they are in the top_logprobs
+    logprob_labels: tuple[str, ...] | None = None
+
     def canonical_json(self) -> str:
         d = asdict(self)
-        for name in REASONING_OPTIONS:  # unset: left out, so keys made before they existed hold
-            if d[name] is None:
+        for name in (*REASONING_OPTIONS, "logprob_labels"):
+            if d[name] is None:  # unset: left out, so keys made before the field existed hold
                 del d[name]
         return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -161,6 +165,14 @@ class JudgeStats:
     # some usage had no known price: cost_usd is a floor, reported as "cost unknown"
     cost_unknown: bool = False
 
+    def count(self, c: Completion) -> None:
+        """One completion's tokens, and whether it failed (requests are counted by the caller:
+        a judge may count a request when it is sent, or when it is answered)."""
+        self.input_tokens += c.usage.input_tokens
+        self.output_tokens += c.usage.output_tokens
+        if c.finish_reason in ("error", "refused"):
+            self.errors += 1
+
 
 @runtime_checkable
 class Judge(Protocol):
@@ -220,6 +232,16 @@ class JudgeOptions:
     # aiohttp session, same body/parse/errors, ~4x less CPU per request), None = the backend's
     # default (lean for a custom --base-url server, the SDK for the hosted API)
     transport: str | None = None
+    # several OpenAI-compatible servers of one judge (judges/pool.py); base_url is the one-server
+    # case. judge_id names a custom server's judge in the cache instead of its address.
+    base_urls: tuple[str, ...] = ()
+    judge_id: str | None = None
+    # in-process vLLM: engine replicas on Ray (judges/ray_replicas.py) and each one's layout;
+    # how the work is spread, never part of the identity
+    replicas: int = 1
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    ray_address: str | None = None
     # reasoning controls (None: the API's own default); see ChatRequest
     reasoning_effort: str | None = None
     verbosity: str | None = None
@@ -271,6 +293,7 @@ class JudgeOptions:
         max_tokens: int | None = None,
         top_logprobs: int | None = None,
         response_format: str | None = None,
+        logprob_labels: tuple[str, ...] | None = None,
     ) -> ChatRequest:
         """Build the request for rendered messages to `judge` (its identity, or a bare model
         name: an unknown family, sent as given); the judge's system prompt goes first."""
@@ -293,4 +316,5 @@ class JudgeOptions:
             thinking=s.thinking,
             chat_template_kwargs=self.chat_template_kwargs,
             extra_body=self.extra_body,
+            logprob_labels=logprob_labels,
         )

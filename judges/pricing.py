@@ -11,6 +11,7 @@ the reports say "cost unknown"."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,20 +68,25 @@ _user: dict[str, Rates] = {}
 def set_prices(overrides: Mapping[str, Mapping[str, float]], *, where: str = "prices") -> None:
     """Add or replace entries: {model: {"input": usd_per_mtok, "output": usd_per_mtok,
     "cached_input": usd_per_mtok (optional)}}."""
+    checked: dict[str, Rates] = {}
     for model, entry in overrides.items():
         try:
             cached = entry.get("cached_input")
-            _user[model] = Rates(
-                float(entry["input"]),
-                float(entry["output"]),
-                None if cached is None else float(cached),
-                where,
-            )
+            prices = [float(entry["input"]), float(entry["output"])]
+            prices += [] if cached is None else [float(cached)]
         except (KeyError, TypeError, ValueError, AttributeError):
             raise UserError(
                 f"{where}: entry {model!r} needs numeric 'input' and 'output' "
                 "(USD per million tokens)"
             ) from None
+        # NaN or a negative price would switch --max-cost off (every comparison is False)
+        if not all(math.isfinite(x) and 0 <= x <= 1e6 for x in prices):
+            raise UserError(
+                f"{where}: entry {model!r}: prices must be finite numbers from 0 to 1e6 USD per "
+                f"million tokens, got {', '.join(f'{x:g}' for x in prices)}"
+            )
+        checked[model] = Rates(prices[0], prices[1], None if cached is None else prices[2], where)
+    _user.update(checked)  # all or nothing: a bad entry leaves the table as it was
     rates_of.cache_clear()
 
 

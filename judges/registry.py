@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import replace
 
 from .base import Judge, JudgeOptions
 from .errors import UserError
+from .urls import check_base_url
 
 PROVIDERS: dict[str, str] = {
     "openai": "judges.providers.openai_api",
@@ -22,6 +24,8 @@ PROVIDERS: dict[str, str] = {
 }
 # providers that need no model name (they have a default)
 MODEL_OPTIONAL = frozenset({"local"})
+# providers that return the logprobs of given tokens exactly (ChatRequest.logprob_labels)
+SCORES_LABELS = frozenset({"vllm"})
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -41,7 +45,29 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 def build_judge(spec: str, options: JudgeOptions) -> Judge:
     provider, model = parse_spec(spec)
+    if provider == "vllm" and (options.replicas > 1 or options.ray_address):
+        module = importlib.import_module("judges.ray_replicas")  # the engines on Ray
+        ray_judge: Judge = module.build(model, options)
+        return ray_judge
+    if options.base_url is not None:  # before any request: see judges/urls.py
+        options = replace(options, base_url=check_base_url(options.base_url))
+    if options.base_urls:
+        options = replace(options, base_urls=tuple(check_base_url(u) for u in options.base_urls))
     module = importlib.import_module(PROVIDERS[provider])
+    urls = options.base_urls or ((options.base_url,) if options.base_url else ())
+    if len(urls) > 1 or options.judge_id:
+        if provider != "openai" or not urls:
+            raise UserError(
+                f"judge {spec!r}: several --base-url servers and --judge-id are for "
+                "OpenAI-compatible servers: use --judge openai:MODEL --base-url URL ..."
+            )
+        from .pool import build_pool
+
+        return build_pool(
+            provider, model, options, urls, options.judge_id, lambda _, o: module.build(model, o)
+        )
+    if urls:
+        options = replace(options, base_url=urls[0], base_urls=())
     judge: Judge = module.build(model, options)
     return judge
 

@@ -3,10 +3,17 @@
 A parse failure is an `invalid` verdict with a reason, never a guess. The rules every text
 parser shares: thinking (`<think>…</think>`) is ignored; the final verdict wins over labels
 mentioned earlier in the reasoning; two different verdicts in the final verdict position, or
-none at all, are invalid."""
+none at all, are invalid.
+
+Answers are untrusted input (a server can send anything, and a cached answer is parsed again by
+every `rmb report`): every parser is linear in the answer's length (no regex that backtracks
+over a run of the answer, no retry from each position), JSON nesting is bounded, answers over
+`MAX_ANSWER_CHARS` are invalid unread, and any exception a parser raises becomes an invalid
+verdict with its reason (`parse`), never a crash."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -32,30 +39,80 @@ class Verdict:
     reason: str = ""
 
 
+MAX_ANSWER_CHARS = 4_000_000  # ~1M tokens: no judge writes that much to give a verdict
+_VERDICT_WINDOW = 65_536  # the verdict is read from the answer's last 64 KB
+_MAX_REASON = 300  # a reason quotes the answer: a line of 1 MB must not become one
+
+
 def invalid(reason: str) -> Verdict:
+    if len(reason) > _MAX_REASON:
+        reason = reason[: _MAX_REASON - 1] + "…"
     return Verdict("invalid", reason=reason)
 
 
 # ---------------------------------------------------------------- shared text helpers
 
-_THINK_PAIR = re.compile(r"<(think|thinking|reasoning)>.*?</\1\s*>", re.S | re.I)
-_THINK_CLOSE = re.compile(r"</(?:think|thinking|reasoning)\s*>", re.I)
+_THINK_NAMES = ("think", "thinking", "reasoning")
 _THINK_OPEN = re.compile(r"<(?:think|thinking|reasoning)>", re.I)
+_ANY = "|".join(_THINK_NAMES)
+
+
+@functools.cache
+def _pairs(names: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(rf"<({'|'.join(names)})>.*?</\1\s*>", re.S | re.I)
+
+
+@functools.cache
+def _closing_reversed(names: str) -> re.Pattern[str]:
+    """A closing tag of `names` ("think" or "think|thinking|reasoning") written backwards:
+    its first match in the reversed text is the last closing tag, found in one pass."""
+    backwards = "|".join(n[::-1] for n in names.split("|"))
+    return re.compile(rf">\s*(?:{backwards})/<", re.I)
+
+
+def _last_close(reversed_text: str, names: str) -> tuple[int, int] | None:
+    """(start, end) of the last closing tag of `names` in the text (given reversed), or None."""
+    m = _closing_reversed(names).search(reversed_text)
+    n = len(reversed_text)
+    return None if m is None else (n - m.end(), n - m.start())
+
+
+def _drop_think_pairs(text: str) -> str:
+    """`re.sub(r"<(think|thinking|reasoning)>.*?</\\1\\s*>", "", text, flags=re.S | re.I)` in
+    linear time. The plain sub rescans the rest of the answer from every opening that has no
+    closing after it, quadratic (140 KB of unclosed tags: 11.5 s); here a name is searched for
+    only before the start of its last closing tag, so every opening tried has its closing."""
+    rev = text[::-1]
+    last = {n: span[0] for n in _THINK_NAMES if (span := _last_close(rev, n)) is not None}
+    out, pos, scan = [], 0, 0
+    while alive := tuple(n for n in _THINK_NAMES if last.get(n, -1) > scan):
+        edge = min(last[n] for n in alive)  # past it, one of these names can no longer pair
+        for m in _pairs(alive).finditer(text, scan):
+            if m.start() >= edge:
+                break
+            out.append(text[pos : m.start()])
+            pos = m.end()
+        else:
+            break
+        scan = max(edge, pos)
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def answer_text(text: str) -> str:
     """The text outside thinking blocks. A close tag with no opening (chat templates that put
     `<think>` in the prompt) ends the thinking; an opening never closed hides the rest."""
-    text = _THINK_PAIR.sub("", text)
-    closes = list(_THINK_CLOSE.finditer(text))
-    if closes:
-        text = text[closes[-1].end() :]
+    text = _drop_think_pairs(text)
+    if (close := _last_close(text[::-1], _ANY)) is not None:
+        text = text[close[1] :]
     opened = _THINK_OPEN.search(text)
     return text[: opened.start()] if opened else text
 
 
 # `[[X]]`, tolerating stray spaces and markup inside the brackets
-_BRACKETS = re.compile(r"\[\[\s*([^\[\]\n]{1,40}?)\s*\]\]")
+# the label starts and ends with a non-space, so the spaces around it are read once, never
+# again for each length the label might have (quadratic in a run of spaces)
+_BRACKETS = re.compile(r"\[\[\s*+([^\[\]\s](?:[^\[\]\n]{0,38}[^\[\]\s])?)\s*\]\]")
 # words judges put around a label: "[[Assistant A]]", "Final verdict: Response 2", "[[Rating: 7]]"
 _LABEL_WORDS = re.compile(
     r"\b(?:assistant|response|answer|output|candidate|option|model|choice|rating|score|is)\b", re.I
@@ -65,13 +122,18 @@ _KEYWORDS = (
     r"(?:final\s+)?(?:verdict|decision|judge?ment|answer|choice|winner|rating|score)"
     r"|(?:better|best|preferred|winning)\s+(?:response|answer|one)"
 )
-# a line that announces the verdict: "**Final verdict:** A", "Answer = 2", "Rating: 7/10"
-_COLON_LINE = re.compile(rf"(?:{_KEYWORDS})\b[\s*_`]*[:：=]+(.*)$", re.I)
+# a line that announces the verdict: "**Final verdict:** A", "Answer = 2", "Rating: 7/10"; what
+# follows the (last) match is the verdict
+_COLON_LINE = re.compile(rf"\b(?:{_KEYWORDS})\b[\s*_`]*[:：=]+", re.I)
 # "My final verdict is B." (a lowercase 'a' after 'is' is an article, not a label)
-_IS_LINE = re.compile(rf"(?:{_KEYWORDS})\s+(?:is|would\s+be|goes\s+to)\b[\s*_`:]*(.*)$", re.I)
-_ALTERNATIVE = re.compile(r"\s+or\s+|\s*[/|]\s*(?=\D)", re.I)
+_IS_LINE = re.compile(rf"\b(?:{_KEYWORDS})\s+(?:is|would\s+be|goes\s+to)\b[\s*_`:]*", re.I)
+# "A or B", "A/B". (?<!\s): tried once at the start of a run of spaces, not again from each of
+# its characters (quadratic in the run's length); the same for _SLASH
+_ALTERNATIVE = re.compile(r"(?<!\s)(?:\s+or\s+|\s*[/|]\s*(?=\D))", re.I)
+_SLASH = re.compile(r"(?<!\s)\s*/\s*")
 
 # a last line that is nothing but a label or a number: "**B**", "7", "3/5"
+_ARTICLE = re.compile(r"[*_`]*[a-z]\b")  # after the match's own spaces: "is a good one"
 _BARE = re.compile(r"^(?:[A-Z]|\d+(?:\.\d+)?(?:/\d+)?)$")
 Norm = Callable[[str], str]
 
@@ -84,7 +146,7 @@ def norm_label(raw: str) -> str:
 def norm_rating(raw: str) -> str:
     """'**7 / 10**' -> '7/10', 'Rating: 7.5.' -> '7.5' (keeps '.' and '/')."""
     t = re.sub(r"[*_`'\"#:()\[\]]+", " ", _LABEL_WORDS.sub(" ", raw))
-    return re.sub(r"\s*/\s*", "/", t).strip().rstrip(".").strip()
+    return _SLASH.sub("/", t).strip().rstrip(".").strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +173,14 @@ def _first_token(rest: str, norm: Norm) -> str:
     return words[0] if words else ""
 
 
-def _last_match(pattern: re.Pattern[str], line: str) -> re.Match[str] | None:
-    """The last place on the line where the pattern starts ('the answer is right; the rating
-    is 9' is read at 'rating')."""
+def _after_last(pattern: re.Pattern[str], line: str) -> str | None:
+    """What follows the last place on the line where the pattern matches ('the answer is
+    right; the rating is 9' is read at 'rating'), or None. Matches that overlap end at the same
+    separator, so the last of finditer's non-overlapping matches is the last one."""
     found = None
-    for start in (m.start() for m in re.finditer(r"\b\w", line)):
-        if (m := pattern.match(line, start)) is not None:
-            found = m
-    return found
+    for found in pattern.finditer(line):  # noqa: B007 (the last one is wanted)
+        pass
+    return None if found is None else line[found.end() :]
 
 
 def _line_verdict(text: str, norm: Norm) -> _Found | None:
@@ -126,13 +188,13 @@ def _line_verdict(text: str, norm: Norm) -> _Found | None:
     is a bare label ('**B**')."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for ln in reversed(lines):
-        m = _last_match(_COLON_LINE, ln)
-        if m is None:
-            m = _last_match(_IS_LINE, ln)
-            if m is None or re.match(r"[\s*_`]*[a-z]\b", m.group(1)):
+        rest = _after_last(_COLON_LINE, ln)
+        if rest is None:
+            rest = _after_last(_IS_LINE, ln)
+            if rest is None or _ARTICLE.match(rest):
                 continue
         # "A or B" is the instructions echoed, not a verdict
-        parts = [p for p in _ALTERNATIVE.split(m.group(1)) if p.strip()][:2]
+        parts = [p for p in _ALTERNATIVE.split(rest) if p.strip()][:2]
         labels = tuple(dict.fromkeys(t for p in parts if (t := _first_token(p, norm))))
         return _Found(labels, ln) if labels else None
     if lines and _BARE.match(tok := norm(lines[-1])):
@@ -141,8 +203,18 @@ def _line_verdict(text: str, norm: Norm) -> _Found | None:
 
 
 def _find_verdict(text: str, norm: Norm) -> _Found | None:
-    body = answer_text(text)
+    body = _tail(answer_text(text))
     return _bracket_verdict(body, norm) or _line_verdict(body, norm)
+
+
+def _tail(text: str) -> str:
+    """The end of the answer where a verdict is looked for: its last _VERDICT_WINDOW characters,
+    from a line start. A verdict ends the answer; reading only there keeps a 1 MB answer as
+    cheap as a short one."""
+    if len(text) <= _VERDICT_WINDOW:
+        return text
+    cut = text.find("\n", len(text) - _VERDICT_WINDOW)
+    return text[cut + 1 :] if cut != -1 else text[-_VERDICT_WINDOW:]
 
 
 def _pick(text: str, allowed: dict[str, str]) -> str | Verdict:
@@ -223,20 +295,36 @@ _FENCE_MARK = re.compile(r"```(?:json)?", re.I)
 _WINNER_FIELD = re.compile(r'"winner"\s*:\s*"([^"\n]*)"', re.I)
 
 
+# where an object can start: '{' then a key or '}' (a '{' before anything else never decodes)
+_OBJECT_START = re.compile(r'\{\s*+["}]')
+_MAX_FAILED_TRIES = 256
+
+
 def _json_objects(text: str) -> Iterator[dict[str, Any]]:
-    """Every top-level JSON object in the text, in order; code-fence marks are blanked out."""
+    """Every top-level JSON object in the text, in order; code-fence marks are blanked out.
+
+    Decoding is tried at each '{' that does not start a decoded object; failed tries may read
+    at most a few times the text in all (an unclosed string holding many '{' was quadratic);
+    nesting deeper than the interpreter's recursion limit (1,000 brackets in 2 KB) is a failed
+    try, not a crash."""
     text = _FENCE_MARK.sub(lambda m: " " * len(m.group()), text)
-    decoder = json.JSONDecoder()
-    i = text.find("{")
-    while i != -1:
+    # raw_decode without its Python wrapper: a 1 MB answer of small objects is 60k calls
+    scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+    budget = 4 * len(text) + 4096  # characters failed tries may read
+    tries = _MAX_FAILED_TRIES  # a failure costs more than its characters (the error's position)
+    search = _OBJECT_START.search
+    m = search(text)
+    while m is not None and budget > 0 and tries > 0:
+        i = m.start()
         try:
-            obj, end = decoder.raw_decode(text, i)
-        except json.JSONDecodeError:
-            i = text.find("{", i + 1)
+            obj, end = scan(text, i)
+        except (StopIteration, ValueError, RecursionError) as e:  # also a 5,000-digit number
+            budget -= max(1, getattr(e, "pos", len(text)) - i)
+            tries -= 1
+            m = search(text, i + 1)
             continue
-        if isinstance(obj, dict):
-            yield obj
-        i = text.find("{", end)
+        yield obj  # a dict: every candidate starts with '{'
+        m = search(text, end)
 
 
 def _winner_fields(body: str) -> tuple[list[Any], str]:
@@ -358,6 +446,8 @@ def parse(parser: str, completion: Completion, n_shown: int) -> Verdict:
     if c.finish_reason == "length" and c.error:
         # cut before it began: reasoning took the whole token limit (the judge says so)
         return invalid(c.error)
+    if len(c.text) > MAX_ANSWER_CHARS:
+        return invalid(f"answer of {len(c.text):,} characters (over {MAX_ANSWER_CHARS:,}): unread")
     if c.finish_reason == "error" or (
         c.error and c.finish_reason not in ("refused", "content_filter")
     ):
@@ -371,4 +461,7 @@ def parse(parser: str, completion: Completion, n_shown: int) -> Verdict:
         return invalid(f"unexpected finish_reason {c.finish_reason!r}")
     if not c.text.strip():
         return invalid("empty answer")
-    return table.fn(c, n_shown)
+    try:
+        return table.fn(c, n_shown)
+    except Exception as e:  # a hostile answer must not stop a run or a report
+        return invalid(f"{parser} could not read the answer: {type(e).__name__}: {e}")

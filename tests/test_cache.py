@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -184,11 +186,142 @@ def test_present_and_stream_read_in_chunks_and_keep_the_callers_keys(tmp_path: P
         assert len(rest) == len(keys[::2]) - 1 and all(c.text == k for k, c in rest.items())
 
 
-def test_a_stored_answer_that_does_not_decode_is_a_clear_error(tmp_path: Path) -> None:
+def test_a_stored_answer_that_does_not_decode_is_a_miss_kept_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One bad row used to make the whole cache 'unusable' with advice to delete it."""
     with CacheStore(tmp_path) as store:
-        store.put_many([("k", ID, answer())])
-        store._db.execute("UPDATE completions SET completion = '{\"no\": 1}'")
-        store._db.commit()
-        assert store.present(["k"]) == {"k"}
-        with pytest.raises(CacheError, match=r"does not decode.*rmb cache check"):
-            list(store.stream(["k"]))
+        store.put_many([(k, ID, answer(k)) for k in ("good", "bad", "odd")])
+        store._db.execute("UPDATE completions SET completion = '{\"no\": 1}' WHERE key='bad'")
+        store._db.execute("""UPDATE completions SET completion = '{"text": "x", "usage": 5}'
+                             WHERE key='odd'""")
+        assert store.present(["good", "bad", "odd"]) == {"good", "odd"}  # bad: a miss
+        assert dict(store.stream(["good", "odd"])).keys() == {"good"}  # odd fails from_dict
+        assert sorted(store.bad_rows) == ["bad", "odd"]
+        assert "do not decode" in caplog.text and "asked again" in caplog.text
+        # asked again: the fresh answer is stored (the bad row no longer blocks the key)
+        assert store.put_many([("bad", ID, answer("fresh")), ("odd", ID, answer("new"))]) == 2
+        assert store.get("bad").text == "fresh"  # type: ignore[union-attr]
+        kept = store._db.execute("SELECT key FROM bad_completions ORDER BY key").fetchall()
+        assert kept == [("bad",), ("odd",)]  # moved aside, never deleted
+        assert store.check() == []
+
+
+def fill_until_full(store: CacheStore) -> CacheError:
+    # max_page_count makes SQLite answer SQLITE_FULL exactly as a full disk does
+    store._db.execute("PRAGMA max_page_count = 40")
+    with pytest.raises(CacheError) as e:
+        for i in range(100):
+            store.put_many([(f"k{i}-{j}", ID, answer("x" * 4000)) for j in range(10)])
+    return e.value
+
+
+def test_full_disk_names_the_cause_and_the_path_and_keeps_the_cache(tmp_path: Path) -> None:
+    with CacheStore(tmp_path) as store:
+        store.put_many([("paid", ID, answer())])
+        msg = str(fill_until_full(store))
+        assert "full" in msg and str(store.path) in msg, msg
+        assert "cannot rollback" not in msg and "delete" not in msg, msg
+    with CacheStore(tmp_path) as store:  # the answers stored before are all there
+        assert store.get("paid") is not None and store.check() == []
+
+
+def test_damaged_file_advice_never_says_delete(tmp_path: Path) -> None:
+    (tmp_path / "completions.sqlite").write_bytes(b"not a database" * 500)
+    with pytest.raises(CacheError) as e:
+        CacheStore(tmp_path)
+    assert "delete" not in str(e.value) and "move that file aside" in str(e.value)
+
+
+def test_prune_dry_run_counts_and_keeps(tmp_path: Path) -> None:
+    with CacheStore(tmp_path) as store:
+        store.put_many([("a", ID, answer()), ("b", OTHER, answer())])
+        assert store.prune(judge=ID.label(), dry_run=True) == 1
+        assert len(store.get_many("ab")) == 2
+
+
+# root (this sandbox) writes through any file mode: drop that power for a "read-only" reader
+_NO_OVERRIDE = "-dac_override,-dac_read_search"
+AS_READER = (
+    ["setpriv", f"--inh-caps={_NO_OVERRIDE}", f"--bounding-set={_NO_OVERRIDE}"]
+    if os.geteuid() == 0
+    else []
+)
+
+
+def rmb_cli(*argv: str, reader: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*(AS_READER if reader else []), sys.executable, "-m", "benchmark.cli", *argv],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("age", ["30", "1e9", "5y", "30 days"])
+def test_cli_prune_needs_a_unit(tmp_path: Path, age: str) -> None:
+    with CacheStore(tmp_path) as store:
+        store.put_many([("a", ID, answer())])
+    r = rmb_cli("cache", "prune", "--older-than", age, "--cache-dir", str(tmp_path))
+    assert r.returncode == 2 and "unit" in r.stderr and "Traceback" not in r.stderr
+    with CacheStore(tmp_path) as store:
+        assert store.stats().entries == 1
+
+
+def test_cli_prune_dry_run(tmp_path: Path) -> None:
+    with CacheStore(tmp_path) as store:
+        store.put_many([("a", ID, answer()), ("b", OTHER, answer())])
+    r = rmb_cli("cache", "prune", "--older-than", "0s", "--dry-run", "--cache-dir", str(tmp_path))
+    assert r.returncode == 0 and "would delete 2 answers" in r.stdout, r.stderr
+    with CacheStore(tmp_path) as store:
+        assert store.stats().entries == 2
+
+
+@pytest.mark.parametrize("where", ["missing/dir/out.jsonl", "is-a-dir"])
+def test_cli_export_to_a_bad_path_is_one_line(tmp_path: Path, where: str) -> None:
+    with CacheStore(tmp_path / "c") as store:
+        store.put_many([("a", ID, answer())])
+    (tmp_path / "is-a-dir").mkdir()
+    out = tmp_path / where
+    r = rmb_cli("cache", "export", "-o", str(out), "--cache-dir", str(tmp_path / "c"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and str(out) in r.stderr
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+@pytest.fixture
+def read_only_cache(tmp_path: Path) -> Iterator[Path]:
+    with CacheStore(tmp_path / "c") as store:
+        store.put_many([("a", ID, answer()), ("b", OTHER, answer())])
+    for p in [tmp_path / "c", *(tmp_path / "c").iterdir()]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    yield tmp_path / "c"
+    (tmp_path / "c").chmod(0o755)
+
+
+def test_read_only_cache_is_readable_and_a_run_says_read_only(read_only_cache: Path) -> None:
+    cache = read_only_cache
+    before = sorted(p.name for p in cache.iterdir())
+    r = rmb_cli("cache", "stats", "--cache-dir", str(cache), reader=True)
+    assert r.returncode == 0 and "2 answers" in r.stdout, r.stderr
+    r = rmb_cli("cache", "check", "--cache-dir", str(cache), reader=True)
+    assert r.returncode == 0 and "ok, 2 answers" in r.stdout, r.stderr
+    assert sorted(p.name for p in cache.iterdir()) == before  # nothing created
+    code = (
+        "import sys\n"
+        "from judges.cache import CacheStore, CacheError\n"
+        "try:\n"
+        "    CacheStore(sys.argv[1]).put_many([])\n"
+        "except CacheError as e:\n"
+        "    print(e); sys.exit(3)\n"
+    )
+    r = subprocess.run(
+        [*AS_READER, sys.executable, "-c", code, str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert "read-only" in r.stdout and "delete" not in r.stdout and str(cache) in r.stdout

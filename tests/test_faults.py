@@ -13,7 +13,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -297,8 +296,10 @@ def pristine(loopback_server: Any, tmp_path_factory: pytest.TempPathFactory) -> 
     return base
 
 
+# one bad row in a sound file is no longer an error: it is a miss, asked again and reported
+# (tests/test_cache_runs.py::test_a_bad_row_is_asked_again_and_reported)
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "bad-row"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_corrupted_cache_is_a_clear_error_with_a_way_out(
     pristine: Path, loopback: Any, tmp_path: Path, damage: str
 ) -> None:
@@ -311,17 +312,9 @@ def test_corrupted_cache_is_a_clear_error_with_a_way_out(
     db = cache / CACHE_FILE
     if damage == "garbage":
         db.write_bytes(os.urandom(64 * 1024))
-    elif damage == "truncated":
+    else:
         raw = db.read_bytes()
         db.write_bytes(raw[: len(raw) // 2])
-    else:  # SQLite is sound, one stored answer is not a completion
-        con = sqlite3.connect(db)
-        with con:
-            con.execute(
-                "UPDATE completions SET completion = 'not json' WHERE key IN "
-                "(SELECT key FROM completions LIMIT 1)"
-            )
-        con.close()  # its WAL is merged now, before the WAL files are removed below
     for p in cache.glob(CACHE_FILE + "-*"):
         p.unlink()
     (run_dir / "report.json").unlink()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 import tarfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -306,3 +308,69 @@ def test_manifest_paths_cannot_escape(tmp_path: Path, server: tuple[Archive, str
     evil = Manifest("x/y", "0" * 40, (ManifestFile("../escape.json", "0" * 40),))
     with pytest.raises(FetchError, match="not a relative path"):
         fetch_dataset(tmp_path, url, evil)
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, n: int) -> None:
+        self.left = n
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = min(len(b), self.left)
+        b[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def _bomb(rel: str, size: int) -> bytes:
+    """A small archive whose one member inflates to `size` bytes of zeros."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        info = tarfile.TarInfo(f"{TOP}/RMB_dataset/{rel}")
+        info.size = size
+        tar.addfile(info, io.BufferedReader(_Zeros(size)))
+    return buf.getvalue()
+
+
+FETCH_AND_MEASURE = """
+import resource, sys
+from benchmark.cli import main
+rc = main(["data", "fetch", "--dest", sys.argv[1], "--url", sys.argv[2], "--manifest", sys.argv[3]])
+print(rc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_a_member_inflating_to_hundreds_of_mb_is_hashed_in_chunks(
+    tmp_path: Path, server: tuple[Archive, str], manifest: Manifest
+) -> None:
+    state, url = server
+    state.body = _bomb(FILES[0], 400_000_000)
+    assert len(state.body) < 3_000_000
+    mpath = _write_manifest(manifest, tmp_path / "manifest.json")  # no sizes: every byte hashed
+    r = subprocess.run(
+        [sys.executable, "-c", FETCH_AND_MEASURE, str(tmp_path / "d"), url, str(mpath)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=300,
+    )
+    rc, rss_kb = r.stdout.split()
+    assert rc == "2" and f"{FILES[0]} (blob" in r.stderr, r.stderr
+    assert int(rss_kb) < 250_000, f"peak RSS {int(rss_kb) / 1e3:.0f} MB"  # was 400 MB and more
+    assert not list((tmp_path / "d").rglob("*.tmp"))
+
+
+def test_a_member_of_the_wrong_size_is_refused_unread(
+    tmp_path: Path, server: tuple[Archive, str], manifest: Manifest
+) -> None:
+    state, url = server
+    state.body = _bomb(FILES[0], 50_000_000)
+    sized = Manifest(
+        manifest.repo,
+        manifest.commit,
+        tuple(ManifestFile(f.path, f.git_blob_sha1, bytes=1000) for f in manifest.files),
+    )
+    with pytest.raises(FetchError, match=r"50,000,000 bytes, expected 1,000"):
+        fetch_dataset(tmp_path / "d", url, sized)

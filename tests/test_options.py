@@ -40,7 +40,7 @@ def test_every_field_is_a_flag_and_a_config_key() -> None:
 def test_nothing_given_is_the_fields_defaults() -> None:
     got = merged_options(build_parser().parse_args(["run"]))
     assert got == RunOptions()
-    assert got.concurrency == 16 and got.template == "pairwise" and got.sets == ("pairwise", "bon")
+    assert got.in_flight == 16 and got.template == "pairwise" and got.sets == ("pairwise", "bon")
 
 
 def test_config_values_are_the_fields_kinds(tmp_path: Path) -> None:

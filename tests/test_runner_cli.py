@@ -38,7 +38,7 @@ def test_config_file_then_flags_override(tmp_path: Path) -> None:
     assert a.transport == "lean"
     assert a.seed == 0 and a.orders == "both" and a.samples == 1  # built-in defaults fill the rest
     b = parse()
-    assert b.template == "pairwise" and b.concurrency == 16 and b.max_cost is None
+    assert b.template == "pairwise" and b.in_flight == 16 and b.max_cost is None
 
 
 @pytest.mark.parametrize(

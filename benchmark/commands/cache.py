@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
 from pathlib import Path
 
-from judges.cache import CacheError, CacheStore, default_cache_dir
+from judges.cache import CACHE_FILE, CacheError, CacheStore, default_cache_dir
 from judges.errors import UserError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_age(text: str) -> float:
-    """'30d', '12h', '90m', '45s', '2w' or plain seconds -> seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+    """'30d', '12h', '90m', '45s', '2w' -> seconds. The unit is required: a bare `30` meant
+    seconds and deleted nearly everything."""
+    m = re.fullmatch(r"\s*(\d{1,6}(?:\.\d+)?)\s*([smhdw])\s*", text)
     if not m:
-        raise UserError(f"--older-than: expected an age like 30d, 12h, 90m or 3600, got {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+        raise UserError(
+            f"--older-than: expected a number and a unit (s, m, h, d or w), like 30d or 12h; "
+            f"got {text!r}"
+        )
+    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,20 +47,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.set_defaults(func=cmd_export)
     pr = add("prune", "delete answers of one judge and/or older than an age")
     pr.add_argument("--judge", metavar="LABEL", help="a judge label from `rmb cache stats`")
-    pr.add_argument("--older-than", metavar="AGE", help="e.g. 30d, 12h, 90m")
+    pr.add_argument("--older-than", metavar="AGE", help="an age with its unit: 30d, 12h, 90m")
+    pr.add_argument(
+        "--dry-run", action="store_true", help="say how many answers would go; delete nothing"
+    )
     pr.set_defaults(func=cmd_prune)
     add("check", "verify the cache file (SQLite integrity and every stored answer)").set_defaults(
         func=cmd_check
     )
 
 
-def _store(args: argparse.Namespace) -> CacheStore:
-    # imported here: `rmb --help` and other commands need no SQLite
+def _store(args: argparse.Namespace, *, read_only: bool = True) -> CacheStore:
 
     directory = args.cache_dir or default_cache_dir()
-    if not (directory / "completions.sqlite").exists():
+    if not (directory / CACHE_FILE).exists():
         raise UserError(f"{directory}: no cache here yet (a run creates it); pass --cache-dir DIR")
-    return CacheStore(directory)
+    return CacheStore(directory, read_only=read_only)
 
 
 def _when(t: float) -> str:
@@ -76,10 +83,26 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.output is None:
             n = store.export(sys.stdout, judge=args.judge)
         else:
-            with args.output.open("w") as fh:
-                n = store.export(fh, judge=args.judge)
+            n = _export_to(store, args.output, args.judge)
     print(f"exported {n:,} answers", file=sys.stderr)
     return 0
+
+
+def _export_to(store: CacheStore, path: Path, judge: str | None) -> int:
+    """Write the export next to `path` and rename it into place: a failure (bad path, full
+    disk) is one line and leaves no partial file behind."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            n = store.export(fh, judge=judge)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"--output {path}: cannot write the export: {e.strerror or e}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -88,9 +111,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
             "rmb cache prune: say what to delete with --judge LABEL and/or --older-than AGE"
         )
     age = parse_age(args.older_than) if args.older_than is not None else None
-    with _store(args) as store:
-        n = store.prune(judge=args.judge, older_than_s=age)
-    print(f"deleted {n:,} answers")
+    with _store(args, read_only=args.dry_run) as store:
+        n = store.prune(judge=args.judge, older_than_s=age, dry_run=args.dry_run)
+    print(f"would delete {n:,} answers (dry run)" if args.dry_run else f"deleted {n:,} answers")
     return 0
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from benchmark.commands.selection_args import Selected, add_selection_args, select
 from benchmark.data import QUIRK_KINDS, SUBSETS, BoNItem, Category, Item, Manifest
 from benchmark.data.fetch import ARCHIVE_URL, URL_ENV, fetch_dataset, fetch_home
+from benchmark.reporting.escape import for_rich, for_terminal
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -187,7 +188,7 @@ def _print_stats(st: dict[str, Any], console: Console) -> None:
     # rich is imported where it prints: at start-up it cost every `rmb` command ~50 ms
     from rich.table import Table
 
-    table = Table(title=f"RMB items in {st['source']}", title_justify="left")
+    table = Table(title=f"RMB items in {for_rich(st['source'])}", title_justify="left")
     for name, justify in [
         ("goal", "left"),
         ("task", "left"),
@@ -204,11 +205,15 @@ def _print_stats(st: dict[str, Any], console: Console) -> None:
             table.add_section()
         previous_goal = row["goal"]
         task = row["task"] if row["goal"] == "helpfulness" else ""
-        table.add_row(row["goal"], task, row["scenario"], *_cells(row, st["sets"]))
+        table.add_row(
+            *map(for_rich, (row["goal"], task, row["scenario"])), *_cells(row, st["sets"])
+        )
     table.add_section()
     for name, c in st["subsets"].items():
         if c["pairs"] or c["bon_lists"]:
-            table.add_row(name, "", "", *_cells(c, ["bon" if name.endswith("BoN") else "pairwise"]))
+            table.add_row(
+                for_rich(name), "", "", *_cells(c, ["bon" if name.endswith("BoN") else "pairwise"])
+            )
     t = st["totals"]
     per_goal = ", ".join(f"{n} {g}" for g, n in t["scenarios_per_goal"].items())
     table.add_section()
@@ -231,7 +236,7 @@ def _print_stats(st: dict[str, Any], console: Console) -> None:
         if st[key]:
             console.print(f"\n{len(st[key])} {what}:")
             for path in st[key]:
-                console.print(f"  {path}", markup=False, highlight=False)
+                console.print(f"  {for_terminal(path)}", markup=False, highlight=False)
     quirks = st["quirks"]
     if quirks["list"]:
         counts = ", ".join(f"{n} {kind}" for kind, n in quirks["counts"].items())
@@ -240,7 +245,8 @@ def _print_stats(st: dict[str, Any], console: Console) -> None:
             console.print(f"  {kind}: {QUIRK_KINDS[kind]}")
             for q in quirks["list"]:
                 if q["kind"] == kind:
-                    console.print(f"    {q['uid']}  {q['field']}", markup=False, highlight=False)
+                    line = f"    {q['uid']}  {q['field']}"
+                    console.print(for_terminal(line), markup=False, highlight=False)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmark.options import Kind, Opt, RunOptions, defaults, fields_in, kinds
+from benchmark.options import Kind, Opt, RunOptions, check_value, defaults, fields_in, kinds
+from judges.errors import UserError
 
 _ARG_TYPES: dict[Kind, Any] = {"int": int, "number": float}
 TITLES = {"selection": "dataset selection"}
@@ -55,8 +56,9 @@ def add_flags(
 
 def _bounded(convert: Any, m: Opt) -> Any:
     """argparse's type: the conversion, and a range error as argparse's own usage message."""
-    if m.min is None:
+    if m.min is None and m.max is None and m.above is None and not m.finite:
         return convert
+    kind: Kind = "int" if convert is int else "number"
 
     def parse(text: str) -> Any:
         try:
@@ -64,8 +66,10 @@ def _bounded(convert: Any, m: Opt) -> Any:
         except ValueError:
             what = "a whole number" if convert is int else "a number"
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if v < m.min:
-            raise argparse.ArgumentTypeError(f"expected a number ≥ {m.min:g}, got {v}")
+        try:  # the field's own rule (bounds, finite), said as argparse says it
+            check_value("the value", v, m, kind)
+        except UserError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix("the value ")) from None
         return v
 
     parse.__name__ = convert.__name__

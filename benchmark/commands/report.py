@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from benchmark.reporting.compare import compare_runs
+from benchmark.reporting.escape import for_terminal
 from benchmark.reporting.facts import run_label
 from benchmark.reporting.markdown import compare_markdown, paper_table
 from benchmark.reporting.rebuild import ensure_reports, rebuild
@@ -86,7 +87,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         seed=args.seed,
         reparse_answers=not args.no_reparse,
     )
-    print(paper_table(run_label(read_manifest(args.run)), r.scores))
+    print(for_terminal(paper_table(run_label(read_manifest(args.run)), r.scores)))
     print(
         f"\n{r.reparsed:,} answers re-read from the cache ({r.changed:,} verdicts changed); "
         f"{r.not_in_cache:,} comparisons not in the cache kept their stored verdict",
@@ -102,8 +103,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         ensure_reports(args.runs)
     result = compare_runs(args.runs, bootstrap=args.bootstrap, seed=args.seed)
     for warning in result.warnings:
-        print(f"rmb: warning: {warning}", file=sys.stderr)
-    print(compare_markdown(result), end="")
+        print(f"rmb: warning: {for_terminal(warning)}", file=sys.stderr)
+    print(for_terminal(compare_markdown(result)), end="")
     if args.out:
         for path in write_comparison(args.out, result):
             print(path, file=sys.stderr)
@@ -120,8 +121,8 @@ def cmd_score_rewards(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     for warning in out.warnings:
-        print(f"rmb: warning: {warning}", file=sys.stderr)
-    print(paper_table(out.label, out.scores))
+        print(f"rmb: warning: {for_terminal(warning)}", file=sys.stderr)
+    print(for_terminal(paper_table(out.label, out.scores)))
     if args.out is not None:
         paths = write_reports(
             args.out, out.scores, manifest=out.manifest, items=out.items, judged=[]

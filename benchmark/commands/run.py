@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from benchmark.api import run
 from benchmark.commands.flags import add_flags, from_values
 from benchmark.config import load_run_config
 from benchmark.options import RunOptions, fields_in
+from benchmark.reporting.escape import for_terminal
 from benchmark.reporting.facts import run_label
 from benchmark.reporting.markdown import paper_table
 from benchmark.rundir import read_manifest
@@ -20,7 +23,8 @@ from judges.pricing import load_prices
 # the flag groups of `rmb run --help`, in order
 GROUPS = ("main", "selection", "plan", "judge", "run")
 
-EXIT_INTERRUPTED, EXIT_BUDGET = 130, 3
+EXIT_INTERRUPTED, EXIT_BUDGET, EXIT_FAILED = 130, 3, 4
+FAILED_SHARE = 0.9  # a run is failed when this share of the requests it sent failed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,9 +103,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_BUDGET
+    if result.sent and result.failed >= FAILED_SHARE * result.sent:
+        print(
+            f"rmb: error: {result.failed:,} of the {result.sent:,} requests sent failed "
+            f"({failure_reasons(result.judged)}); the scores would mean nothing. {summary}. "
+            "Fix that and rerun the same command: failed requests are asked again, answers "
+            "are kept",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     if not quiet:
         if result.scores is not None:
-            print(paper_table(run_label(read_manifest(result.run_dir)), result.scores))
+            label = run_label(read_manifest(result.run_dir))
+            print(for_terminal(paper_table(label, result.scores)))
         print(summary)
         print(f"run: {result.run_dir}" + "".join(f"\n  {p}" for p in result.reports))
     return 0
+
+
+def failure_reasons(judged: Any, shown: int = 2) -> str:
+    """The commonest reasons the requests of this run failed, with their counts."""
+    reasons = Counter(
+        j.verdict.reason[:160]
+        for j in judged
+        if not j.cached and j.verdict.kind == "invalid" and j.finish_reason != "stop"
+    )
+    top = "; ".join(f"{n:,}x {r}" for r, n in reasons.most_common(shown))
+    return for_terminal(top, keep_newlines=False) or "no reason given"

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import tarfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from benchmark.data import DATASET_DIR, DataError, Manifest, ManifestFile, pinned_manifest
 from benchmark.files import write_atomic
@@ -28,6 +30,7 @@ from judges.errors import UserError
 URL_ENV = "RMB_ARCHIVE_URL"
 ARCHIVE_URL = "https://codeload.github.com/{repo}/tar.gz/{commit}"
 STAMP = "VERIFIED"
+_CHUNK = 1 << 20
 
 Progress = Callable[[int, int | None], None]  # bytes so far, total bytes if known
 
@@ -38,9 +41,22 @@ class FetchError(UserError):
 
 def git_blob_sha1(data: bytes) -> str:
     """The id git gives a file's content: sha1 of b"blob <size>\\0" + content."""
-    h = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
-    h.update(data)
-    return h.hexdigest()
+    return _hash_copy(io.BytesIO(data), len(data))
+
+
+def _hash_copy(src: IO[bytes], size: int, out: IO[bytes] | None = None) -> str:
+    """git_blob_sha1 of `size` bytes read from `src` a chunk at a time (also written to `out`):
+    a member is never held whole, so a small archive that inflates to gigabytes costs 1 MB."""
+    h = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
+    seen = 0
+    while chunk := src.read(_CHUNK):
+        seen += len(chunk)
+        if seen > size:  # more than declared: the hash could only mismatch
+            return "longer than its declared size"
+        h.update(chunk)
+        if out is not None:
+            out.write(chunk)
+    return h.hexdigest() if seen == size else "shorter than its declared size"
 
 
 def cache_root() -> Path:
@@ -94,12 +110,16 @@ def _target(data_dir: Path, rel: str) -> Path:
 def _unverified(data_dir: Path, files: tuple[ManifestFile, ...]) -> list[ManifestFile]:
     bad = []
     for f in files:
+        path = _target(data_dir, f.path)
         try:
-            data = _target(data_dir, f.path).read_bytes()
+            size = path.stat().st_size
+            if f.bytes is not None and size != f.bytes:
+                bad.append(f)
+                continue
+            with path.open("rb") as fh:
+                if _hash_copy(fh, size) != f.git_blob_sha1:
+                    bad.append(f)
         except FileNotFoundError:
-            bad.append(f)
-            continue
-        if git_blob_sha1(data) != f.git_blob_sha1:
             bad.append(f)
     return bad
 
@@ -176,7 +196,7 @@ def _extract(
     archive: Path, data_dir: Path, needed: dict[str, ManifestFile]
 ) -> tuple[list[str], dict[str, str]]:
     """Write the needed RMB_dataset files whose blob id matches; return (installed paths,
-    mismatched path -> the blob id found).
+    mismatched path -> what was found instead).
 
     Archives from GitHub have one top folder (`<repo>-<commit>/`); only files under its
     RMB_dataset/ are read, and only paths the manifest names are written."""
@@ -194,15 +214,21 @@ def _extract(
             want = needed.get(rel)
             if want is None:
                 continue
-            src = tar.extractfile(member)
-            data = src.read() if src else b""
-            got = git_blob_sha1(data)
-            if got != want.git_blob_sha1:
-                mismatched[rel] = got
+            if want.bytes is not None and member.size != want.bytes:
+                # refused before a byte is read (a gzip bomb declares its size too)
+                mismatched[rel] = f"{member.size:,} bytes, expected {want.bytes:,}"
                 continue
             dest = _target(data_dir, rel)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(dest, data)
+            tmp = dest.with_name(dest.name + ".tmp")
+            src = tar.extractfile(member)
+            with tmp.open("wb") as out:
+                got = _hash_copy(src, member.size, out) if src else git_blob_sha1(b"")
+            if got != want.git_blob_sha1:
+                tmp.unlink()
+                mismatched[rel] = f"blob {got[:12]}, expected {want.git_blob_sha1[:12]}"
+                continue
+            os.replace(tmp, dest)
             installed.append(rel)
     return installed, mismatched
 
@@ -249,11 +275,8 @@ def fetch_dataset(
     problems = []
     if mismatched:
         problems.append(
-            f"{len(mismatched)} file(s) do not match the pinned git blob ids: "
-            + "; ".join(
-                f"{rel} (blob {got[:12]}, expected {needed[rel].git_blob_sha1[:12]})"
-                for rel, got in sorted(mismatched.items())
-            )
+            f"{len(mismatched)} file(s) do not match the pinned manifest: "
+            + "; ".join(f"{rel} ({found})" for rel, found in sorted(mismatched.items()))
         )
     if missing:
         problems.append(f"{len(missing)} file(s) are not in the archive: " + "; ".join(missing))

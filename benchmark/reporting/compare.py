@@ -52,9 +52,14 @@ def load_run(path: Path) -> RunData:
     try:
         report = json.loads(report_file.read_text())
         items = {d["uid"]: ItemResult.from_dict(d) for d in report["items"]}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{report_file}: not a report this version can read ({e})") from None
-    label = report.get("label") or run_label(read_manifest(path))
+        label = report.get("label") or run_label(read_manifest(path))
+        if not isinstance(label, str):
+            raise ValueError(f"label = {label!r}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(
+            f"{report_file}: not a report this version can read ({type(e).__name__}: "
+            f"{str(e)[:200]}); `rmb report {path}` writes it again from the run"
+        ) from None
     judged = read_judged(path) if (path / COMPARISONS_FILE).is_file() else []
     return RunData(path, label, report, items, judged)
 

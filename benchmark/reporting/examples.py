@@ -17,7 +17,7 @@ from benchmark.plan import render_comparison
 from benchmark.results import JudgedComparison
 from benchmark.scoring import GroupScore, ItemResult, Scores, scenario_name
 from judges.base import Completion, Message
-from judges.cache import CacheStore
+from judges.cache import CACHE_FILE, CacheStore
 from judges.errors import UserError
 from prompts import load_template
 
@@ -190,10 +190,10 @@ def prompt_renderer(manifest: Mapping[str, Any]) -> Renderer | None:
 
 
 def _from_cache(cache_dir: Path | None, keys: Sequence[str]) -> Mapping[str, Completion]:
-    if cache_dir is None or not keys or not cache_dir.is_dir():
+    if cache_dir is None or not keys or not (cache_dir / CACHE_FILE).is_file():
         return {}
     try:
-        with CacheStore(cache_dir) as store:
+        with CacheStore(cache_dir, read_only=True) as store:
             return store.get_many(keys)
     except UserError as e:
         log.warning("examples go without the judge's answers: %s", e)

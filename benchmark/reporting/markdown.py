@@ -11,6 +11,7 @@ from .analysis import Section
 from .board import HEADER as BOARD_HEADER
 from .board import BoardGroup, board_cells
 from .compare import CompareResult, Difference
+from .escape import for_markdown
 from .facts import (
     KAPPA_HEADER,
     Fact,
@@ -46,7 +47,7 @@ DIFF_HEADER = ["Group", "Items", "A", "B", "B − A", "95% CI", "McNemar p", "A 
 
 
 def _md_cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return for_markdown(text)
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[object]], right_from: int = 1) -> str:
@@ -116,7 +117,7 @@ def markdown(
     o = scores.overall
     known = priced(manifest)
     parts = [
-        f"# RMB report: {label}",
+        f"# RMB report: {for_markdown(label)}",
         "",
         paper_table(label, scores),
         "",
@@ -201,11 +202,11 @@ def compare_markdown(result: CompareResult) -> str:
         md_table(["Judge × template", *SUBSET_NAMES, "Overall", "Items"], rows),
         "",
     ]
-    out += [f"> warning: {w}" for w in result.warnings]
+    out += [f"> warning: {for_markdown(w)}" for w in result.warnings]
     for p in result.pairs:
         out += [
             "",
-            f"## {p.b} − {p.a}",
+            f"## {for_markdown(p.b)} − {for_markdown(p.a)}",
             "",
             f"Paired over the {p.common:,} items both judged: B − A with its 95% paired "
             "bootstrap interval (* = excludes 0), and McNemar's test on the item outcomes "

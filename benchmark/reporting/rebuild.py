@@ -23,7 +23,7 @@ from benchmark.rundir import (
 )
 from benchmark.scoring import Scores, score
 from judges.base import Completion
-from judges.cache import CacheStore
+from judges.cache import CACHE_FILE, CacheStore
 from judges.errors import UserError
 
 from .report import REPORT_FILES, write_reports
@@ -141,8 +141,9 @@ def rebuild(
     read = changed = 0
     missing = len(judged)
     parser = (manifest.get("template") or {}).get("parser")
-    if cache is not None and cache.is_dir():
-        with CacheStore(cache) as store:
+    # read-only: a report never creates a cache, and reads one it may not write
+    if cache is not None and (cache / CACHE_FILE).is_file():
+        with CacheStore(cache, read_only=True) as store:
             keys = (j.key for j in judged)
             if reparse_answers and parser:
                 # streamed: a full run's 31k answers are never held at once; a line not re-read

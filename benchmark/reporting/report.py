@@ -27,6 +27,7 @@ from benchmark.rundir import (
 )
 from benchmark.scoring import ItemResult, Scores
 from judges.base import Completion
+from judges.errors import UserError
 
 from .analysis import analysis_sections
 from .compare import CompareResult
@@ -111,9 +112,15 @@ def write_reports(
     )
     sections = analysis_sections(analysis) if analysis is not None else []
     paths = [run_dir / name for name in REPORT_FILES]
-    write_atomic(paths[0], json_chunks(report_dict(scores, manifest, analysis)))
-    write_atomic(paths[1], markdown(scores, manifest, sections))
-    write_atomic(paths[2], render_html(scores, manifest, examples, sections))
+    try:
+        write_atomic(paths[0], json_chunks(report_dict(scores, manifest, analysis)))
+        write_atomic(paths[1], markdown(scores, manifest, sections))
+        write_atomic(paths[2], render_html(scores, manifest, examples, sections))
+    except UserError as e:  # a full disk: nothing computed is lost, the answers are cached
+        raise UserError(
+            f"{e}; the judge's answers are in the cache, so `rmb report {run_dir}` writes the "
+            "reports again once that is fixed"
+        ) from None
     return paths
 
 

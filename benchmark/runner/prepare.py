@@ -14,8 +14,9 @@ from benchmark.data import Item
 from benchmark.plan import Comparison, render_comparison
 from benchmark.rundir import write_json
 from judges.base import ChatRequest, JudgeIdentity, JudgeOptions, Message, cache_key
+from judges.registry import SCORES_LABELS
 from prompts.parsers import FIRST_TOKEN_PARSERS
-from prompts.templates import Template
+from prompts.templates import Template, display_labels
 
 # the cache key of every comparison, so a rerun with the same inputs renders nothing
 KEYS_FILE = "keys.json"
@@ -87,7 +88,18 @@ def prepare(
             max_tokens=template.max_tokens,
             top_logprobs=template.top_logprobs,
             response_format=template.response_format,
+            logprob_labels=tuple(display_labels(template.mode, len(c.shown)))
+            if exact_labels
+            else None,
         )
+
+    # a verdict read from its first token's logprobs, by a judge that scores given tokens: ask
+    # for the labels' logprobs exactly (only there, so other judges' keys stay as they were)
+    exact_labels = (
+        template.parser in FIRST_TOKEN_PARSERS
+        and template.top_logprobs is not None
+        and identity.provider in SCORES_LABELS
+    )
 
     reused = known_keys is not None and _still_hold(known_keys, render, identity)
     if known_keys is not None and reused:

@@ -74,11 +74,36 @@ class ItemResult(Tally):
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ItemResult:
+        """Read back from a report.json; a value of the wrong kind (a tampered or damaged
+        file) is a ValueError naming the item and the field, never a crash later on."""
         fields = dict(d)
+        uid = d["uid"]
         fields["category"] = Category.parse(d["category"])
         fields["reasons"] = tuple(d.get("reasons", ()))
+        for name, value in fields.items():
+            if not _ITEM_KINDS.get(name, lambda v: True)(value):
+                raise ValueError(f"item {str(uid)[:80]!r}: {name} = {str(value)[:80]!r}")
         return cls(**fields)
 
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**53
+
+
+def _amount(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1e15
+
+
+# what each ItemResult field read from a file must be
+_ITEM_KINDS: dict[str, Any] = {
+    "uid": lambda v: isinstance(v, str),
+    "kind": lambda v: isinstance(v, str),
+    "score": lambda v: _amount(v) and v <= 1,
+    "invalid": lambda v: isinstance(v, bool),
+    "reasons": lambda v: all(isinstance(r, str) for r in v),
+    **{name: _count for name in TALLY_FIELDS},
+    "cost_usd": _amount,
+}
 
 # report.json's key order for an item (as it was before the counts became a Tally)
 _ITEM_KEYS = ("kind", "score", "invalid", *TALLY_FIELDS[:3], "reasons", *TALLY_FIELDS[3:])

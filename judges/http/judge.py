@@ -255,7 +255,13 @@ class HttpJudge:
 
     async def _attempt(self, request: ChatRequest, prompt_tokens: int) -> Completion:
         async with self.limiter.slot(prompt_tokens):
-            return await self._send(request)
+            # a deadline on the whole attempt, on every transport: the SDKs' timeout is per
+            # read, so a body dripped a byte at a time kept a --timeout 3 request for minutes
+            try:
+                async with asyncio.timeout(self.options.timeout_s):
+                    return await self._send(request)
+            except TimeoutError:
+                raise TransientError(f"no answer within {self.options.timeout_s:g} s") from None
 
     async def complete(self, request: ChatRequest) -> Completion:
         self.check(request)
@@ -301,8 +307,12 @@ class HttpJudge:
             )
         except JudgeSetupError as exc:
             raise self.setup_error(str(exc)) from None
+        # the answer too, not only errors: a server that echoes the key in its text would put
+        # it in the cache and every report
         completion = replace(
             completion,
+            text=self.redact(completion.text),
+            reasoning=None if completion.reasoning is None else self.redact(completion.reasoning),
             latency_s=time.perf_counter() - start,
             attempts=attempts,
             created_at=time.time(),

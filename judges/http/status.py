@@ -84,11 +84,13 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
 def connection_failure(exc: BaseException, timeout_s: float) -> str:
     """Say what really happened: the SDKs' aiohttp transport reports a dropped connection as a
     connect timeout, so look at the root cause."""
-    root = exc
-    while root.__cause__ is not None:
-        root = root.__cause__
-    if isinstance(root, TimeoutError) or "timeout" in type(root).__name__.lower():
+    chain = [exc]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    # aiohttp's total timeout is a TimeoutError caused by a CancelledError: any link counts
+    if any(isinstance(e, TimeoutError) or "timeout" in type(e).__name__.lower() for e in chain):
         return f"no answer within {timeout_s:g} s"
+    root = chain[-1]
     return f"connection failed: {type(root).__name__}: {root}"
 
 

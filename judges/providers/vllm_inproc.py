@@ -57,10 +57,12 @@ ENGINE_ARGS_ENV = "RMB_VLLM_ENGINE_ARGS"
 
 def model_identity(model: str) -> str:
     """A local HF folder -> its name plus a digest of config and weight file names and sizes
-    (stable across runs and machines, different after re-converting); a hub id stays as is."""
+    (stable across runs and machines, different after re-converting); a hub id stays as is, with
+    the revision $RMB_VLLM_ENGINE_ARGS names (`{"revision": "..."}`), if any."""
     folder = Path(model).expanduser()
     if not (folder / "config.json").is_file():
-        return model
+        revision = engine_args_from_env().get("revision")
+        return f"{model}@{revision}" if revision else model
     h = hashlib.sha256((folder / "config.json").read_bytes())
     for f in sorted(folder.glob("*.safetensors")):
         h.update(f"{f.name}:{f.stat().st_size}".encode())
@@ -94,8 +96,8 @@ def cpu_dtype(cpuinfo: str | None = None) -> str:
     return "bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
 
 
-def engine_defaults(on_cpu: bool) -> dict[str, Any]:
-    """`LLM()` arguments: the CPU defaults there, then $RMB_VLLM_ENGINE_ARGS."""
+def engine_args_from_env() -> dict[str, Any]:
+    """$RMB_VLLM_ENGINE_ARGS: a JSON object of `LLM()` arguments (empty when unset)."""
     raw = os.environ.get(ENGINE_ARGS_ENV, "").strip()
     try:
         extra = json.loads(raw) if raw else {}
@@ -103,8 +105,13 @@ def engine_defaults(on_cpu: bool) -> dict[str, Any]:
         raise JudgeSetupError(f"${ENGINE_ARGS_ENV} is not JSON: {exc}") from None
     if not isinstance(extra, dict):
         raise JudgeSetupError(f"${ENGINE_ARGS_ENV} must be a JSON object of LLM() arguments")
+    return extra
+
+
+def engine_defaults(on_cpu: bool) -> dict[str, Any]:
+    """`LLM()` arguments: the CPU defaults there, then $RMB_VLLM_ENGINE_ARGS."""
     cpu = {**CPU_ENGINE_DEFAULTS, "dtype": cpu_dtype()} if on_cpu else {}
-    return {**cpu, **extra}
+    return {**cpu, **engine_args_from_env()}
 
 
 def runtime_env(model: str) -> dict[str, str]:
@@ -241,12 +248,37 @@ class VLLMJudge:
             **llm_kwargs,
         }
         self._llm: Any = None
+        self._label_ids: dict[tuple[str, ...], list[int]] = {}
         self._lock = asyncio.Lock()
         self._pending: list[tuple[ChatRequest, asyncio.Future[Completion]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
+    def _label_token_ids(self, labels: tuple[str, ...]) -> list[int] | None:
+        """The first token of each label, bare and after a space ("A", " A"): what a one-token
+        verdict starts with. None where this vLLM cannot score given tokens."""
+        if "logprob_token_ids" not in self.vllm.SamplingParams.__struct_fields__:
+            return None
+        ids = self._label_ids.get(labels)
+        if ids is None:
+            tokenizer = self.load().get_tokenizer()
+            found = {
+                pieces[0]
+                for label in labels
+                for text in (label, " " + label)
+                if (pieces := tokenizer.encode(text, add_special_tokens=False))
+            }
+            ids = self._label_ids[labels] = sorted(found)
+        return ids
+
     def _sampling_params(self, request: ChatRequest) -> Any:
         params = sampling_params_for(request)
+        if request.logprob_labels and request.top_logprobs is not None:
+            ids = self._label_token_ids(request.logprob_labels)
+            if ids:
+                # exactly these tokens' logprobs (and the answered one's), at every position:
+                # P(A) and P(B) even when one of them is outside the top-k
+                params.pop("logprobs", None)
+                params["logprob_token_ids"] = ids
         if "structured_outputs" in params:
             structured = importlib.import_module("vllm.sampling_params").StructuredOutputsParams
             params["structured_outputs"] = structured(**params["structured_outputs"])
@@ -262,7 +294,7 @@ class VLLMJudge:
     def loaded(self) -> bool:
         return self._llm is not None
 
-    def _run_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+    def run_batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """Blocking: build the LLM if needed, then one LLM.chat over every request that fits."""
         llm = self.load()
         out: list[Completion | None] = [None] * len(requests)
@@ -320,7 +352,7 @@ class VLLMJudge:
         if not requests:
             return []
         async with self._lock:  # one batch on the engine at a time
-            done = await asyncio.to_thread(self._run_batch, list(requests))
+            done = await asyncio.to_thread(self.run_batch, list(requests))
         for c in done:
             self._account(c)
         return done
@@ -351,10 +383,7 @@ class VLLMJudge:
 
     def _account(self, c: Completion) -> None:
         self.stats.requests += 1
-        self.stats.input_tokens += c.usage.input_tokens
-        self.stats.output_tokens += c.usage.output_tokens
-        if c.finish_reason in ("error", "refused"):
-            self.stats.errors += 1
+        self.stats.count(c)
 
     async def aclose(self) -> None:
         llm, self._llm = self._llm, None
@@ -365,8 +394,18 @@ class VLLMJudge:
 
 
 def build(model: str, options: JudgeOptions) -> VLLMJudge:
+    """One engine in this process (`options.replicas` engines on Ray are judges/ray_replicas.py:
+    the registry chooses)."""
     if not model:
         raise JudgeSetupError(
             "vllm: name a model id or path, e.g. --judge vllm:/models/qwen2.5-0.5b"
         )
-    return VLLMJudge(model, options)
+    parallel = {
+        k: v
+        for k, v in (
+            ("tensor_parallel_size", options.tensor_parallel),
+            ("pipeline_parallel_size", options.pipeline_parallel),
+        )
+        if v > 1
+    }
+    return VLLMJudge(model, options, **parallel)

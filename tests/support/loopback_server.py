@@ -26,6 +26,8 @@ configuration and clears the stats; ``GET /_stats`` reads the counters):
   ``429`` (with ``Retry-After: retry_after`` and, if set, ``retry-after-ms: retry_after_ms``),
   ``500``, ``503``, ``invalid500`` (llama.cpp style: HTTP 500 whose body says the request is
   invalid; must not be retried), ``hang`` (sleeps ``hang_s`` past the client's timeout),
+  ``drip`` (a normal answer whose body is sent one byte every ``drip_s`` seconds after the
+  headers: a read timeout never fires, only a deadline on the whole attempt stops it),
   ``reset`` (TCP reset, no response), ``malformed`` (200 with a truncated JSON body),
   ``unparseable`` (200, judge text with no verdict), ``context_length`` (400 context too long),
   ``content_filter`` (OpenAI: 400 with code content_filter; Anthropic: stop_reason refusal),
@@ -110,6 +112,7 @@ DEFAULTS: dict[str, Any] = {
     "retry_after": 1.0,
     "retry_after_ms": None,
     "hang_s": 3600.0,
+    "drip_s": 1.0,
     "expected_key": None,
     "leak_key_in_errors": False,
     "models": None,
@@ -125,6 +128,7 @@ FAULT_KINDS = (
     "503",
     "invalid500",
     "hang",
+    "drip",
     "reset",
     "malformed",
     "unparseable",
@@ -604,10 +608,25 @@ async def handle(request: web.Request, api: str) -> web.StreamResponse:
     st.max_in_flight = max(st.max_in_flight, st.in_flight)
     try:
         resp = await _answer(request, api, st, cfg)
+        if request.get("fault") == "drip":
+            resp = await _drip(request, resp, cfg["drip_s"])
     finally:
         st.in_flight -= 1
     st.status[str(resp.status)] += 1
     return resp
+
+
+async def _drip(request: web.Request, resp: web.Response, every_s: float) -> web.StreamResponse:
+    """Send `resp` with its headers at once and its body one byte every `every_s` seconds."""
+    body = resp.body if isinstance(resp.body, bytes) else b""
+    out = web.StreamResponse(status=resp.status, headers={"Content-Type": "application/json"})
+    out.content_length = len(body)
+    await out.prepare(request)
+    for i in range(len(body)):
+        await out.write(body[i : i + 1])
+        await asyncio.sleep(every_s)
+    await out.write_eof()
+    return out
 
 
 async def _answer(request: web.Request, api: str, st: State, cfg: dict[str, Any]) -> web.Response:
@@ -633,6 +652,7 @@ async def _answer(request: web.Request, api: str, st: State, cfg: dict[str, Any]
     fault = st.draw_fault()
     if fault:
         st.faults[fault] += 1
+    request["fault"] = fault
     if fault in ("credit", "billing402"):
         return _billing(fault, api)
     if fault == "html":
