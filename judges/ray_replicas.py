@@ -2,7 +2,7 @@
 
 vLLM's offline `LLM` is one engine in one process (`data_parallel_size > 1` raises in its
 `__init__`), so a node of 8 GPUs or a cluster is used by running one engine per replica, each a
-Ray actor holding one `vllm.LLM` through the in-process judge (judges/vllm_inproc.py): the same
+Ray actor holding one `vllm.LLM` through the in-process judge (judges/providers/vllm_inproc.py): the same
 chat rendering, sampling parameters and parse, which is why the identity is the in-process
 judge's, the model (folder digest or hub id, and revision), never the layout, and one cache
 serves 1 replica or 16.
