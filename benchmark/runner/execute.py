@@ -18,7 +18,7 @@ from judges.base import BatchJudge, ChatRequest, Completion, Judge, JudgeIdentit
 from judges.cache import CacheStore
 from judges.claims import ClaimQueue
 
-from .costs import cost_of, estimate_input_tokens
+from .costs import cost_of, estimate_input_tokens, price_known
 from .prepare import Prepared
 from .progress import Counters, ProgressView, judge_retries
 
@@ -155,7 +155,9 @@ class _Execution:
         keys = list(prepared.first)
         self.from_cache = from_cache
         self.answers: dict[str, Completion] = {}
-        self.counters = Counters(total=len(keys), cache_hits=len(from_cache))
+        self.counters = Counters(
+            total=len(keys), cache_hits=len(from_cache), priced=price_known(self.identity)
+        )
         # keys are claimed in the cache before they are bought: a second process on the same
         # cache waits for them instead of paying again (judges/claims.py)
         self.todo = ClaimQueue(
@@ -170,6 +172,7 @@ class _Execution:
         self.stop = asyncio.Event()
         self.interrupted = False
         self.workers: list[asyncio.Task[None]] = []
+        self.grace_s = 3.0  # how long answers in flight may take to land once stopped
 
     # ------------------------------------------------------------------ one request
     def bought_elsewhere(self, key: str) -> None:
@@ -201,6 +204,7 @@ class _Execution:
         counters.input_tokens += c.usage.input_tokens
         counters.cached_input_tokens += c.usage.cached_input_tokens
         counters.output_tokens += c.usage.output_tokens
+        counters.reasoning_tokens += c.usage.reasoning_tokens
         counters.spent_usd += cost_of(self.identity, c.usage)
         if self.complete(c):
             counters.answered += 1
@@ -255,10 +259,13 @@ class _Execution:
         except asyncio.CancelledError:
             raise
         except BaseException as e:
-            # a bad key or a bug: stop at once, drop what is in flight (answers so far are kept)
+            # a bad key, a rejected request shape or a bug: send nothing more; answers in
+            # flight (already paid for) get the grace period to land and be committed, then
+            # the rest is cancelled (a second failure does not extend it)
             self.fatal.append(e)
-            self.stop.set()
-            self.cancel_all()
+            if not self.stop.is_set():
+                self.stop.set()
+                asyncio.get_running_loop().call_later(self.grace_s, self.cancel_all)
 
     def cancel_all(self) -> None:
         for w in self.workers:
@@ -289,6 +296,7 @@ class _Execution:
         self, concurrency: int, progress: bool, handle_signals: bool, grace_s: float
     ) -> str:
         """Run the workers to the end; the status: complete | interrupted | budget."""
+        self.grace_s = grace_s
         is_batch = isinstance(self.judge, BatchJudge)
         # a judge over many engines (several servers, Ray replicas) says how many requests
         # keep them all fed; the workers are what hands it requests
