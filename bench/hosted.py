@@ -34,8 +34,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from support.batch_server import running_batch_server  # noqa: E402
 from support.loopback_server import running_server  # noqa: E402
 
-from judges.base import Usage  # noqa: E402
-from judges.pricing import price_of, priced  # noqa: E402
+from judges.base import JudgeIdentity, Usage  # noqa: E402
+from judges.pricing import rates_of  # noqa: E402
 
 MODELS = {"openai": "gpt-4.1", "anthropic": "claude-sonnet-4-5"}
 FAST = {"validate_s": 0.1, "process_s": 0.1, "finalize_s": 0.1, "line_concurrency": 128}
@@ -70,8 +70,8 @@ def costs(data: Path, per_scenario: int | None = None) -> dict[str, Any]:
                 )  # fmt: skip
                 wall = time.monotonic() - t
             u = srv.stats()["usage"]["batch"][model]
-            price = price_of(model)
-            assert price is not None
+            rates = rates_of(JudgeIdentity(provider, model))
+            assert rates is not None
             plain = Usage(u["input"], u["output"])
             cached = Usage(
                 u["input"],
@@ -87,9 +87,9 @@ def costs(data: Path, per_scenario: int | None = None) -> dict[str, Any]:
                 "cache_write_tokens": u.get("cache_write", 0),
                 "output_tokens": u["output"],
                 "cached_share": u.get("cached_input", 0) / max(1, u["input"]),
-                "online_usd": priced(plain, price, model),
-                "batch_usd": priced(Usage(u["input"], u["output"], batch=True), price, model),
-                "batch_cached_usd": priced(cached, price, model),
+                "online_usd": rates.cost(plain),
+                "batch_usd": rates.cost(Usage(u["input"], u["output"], batch=True)),
+                "batch_cached_usd": rates.cost(cached),
                 "wall_s": wall,
             }
     return out

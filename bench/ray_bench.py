@@ -28,8 +28,8 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 from vllm_bench import DEFAULT_DATA, rate, requests_for  # noqa: E402
 
 from judges.base import ChatRequest, Judge, JudgeOptions  # noqa: E402
+from judges.providers.vllm_inproc import model_identity  # noqa: E402
 from judges.registry import build_judge  # noqa: E402
-from judges.vllm_inproc import model_identity  # noqa: E402
 
 
 async def _timed(judge: Judge, warm: list[ChatRequest], requests: list[ChatRequest]) -> Any:

@@ -43,7 +43,7 @@ def make_judge(base_url: str, options: JudgeOptions) -> Judge:
     try:
         from judges.registry import build_judge
     except ImportError:  # the registry module not landed yet: the same backend, built directly
-        from judges.openai_api import build
+        from judges.providers.openai_api import build
 
         return build(MODEL, options)
     return build_judge(f"openai:{MODEL}", options)

@@ -90,8 +90,8 @@ def mode_sender(mode: str, base: str, conc: int) -> tuple[Sender, Callable[[], A
         return send, ac.close
     if mode.startswith("judge-"):
         # the project's own backends: limits, retry policy, parsing included
-        from judges import anthropic_api, openai_api
         from judges.base import JudgeOptions, Message
+        from judges.providers import anthropic_api, openai_api
 
         provider = mode.split("-")[1]
         url = base + "/v1" if provider == "openai" else base

@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmark.data import PairwiseItem, load_file  # noqa: E402
-from judges import openai_api  # noqa: E402
 from judges.base import ChatRequest, Completion, JudgeOptions  # noqa: E402
-from judges.vllm_inproc import (  # noqa: E402
+from judges.providers import openai_api  # noqa: E402
+from judges.providers.vllm_inproc import (  # noqa: E402
     VLLMJudge,
     conversation,
     model_identity,

@@ -95,8 +95,9 @@ class RunResult:
         return self.counters.retries
 
     @property
-    def spent_usd(self) -> float:
-        return self.counters.spent_usd
+    def spent_usd(self) -> float | None:
+        """USD spent; None when no price is known for the judge (cost unknown)."""
+        return self.counters.spent
 
 
 @dataclass
@@ -175,7 +176,7 @@ def _identify(run: _Run, identity: JudgeIdentity) -> None:
             "template_hash": run.template.text_hash(),
             "items": run.data_hash,
             "plan": run.plan,
-            "answer": rundir.answer_options(o.judge_options()),
+            "answer": rundir.answer_options(o.judge_options(), identity),
         },
     )
     if o.run_id is not None:

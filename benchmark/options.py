@@ -27,8 +27,9 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from judges.base import JudgeOptions
+from judges.base import DEFAULT, JudgeOptions
 from judges.errors import UserError
+from judges.models import ANSWER_TOKENS, ANTHROPIC_VERSION, ANTHROPIC_VERSIONS, REASONING_TOKENS
 from judges.pool import MAX_SLOTS as POOL_SLOTS
 from judges.pool import read_url_file
 
@@ -36,6 +37,8 @@ from .data import Goal, Selection, SetName
 from .plan import BON_STRATEGIES, ORDERS
 
 _J = JudgeOptions()
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+VERBOSITY = ("low", "medium", "high")
 # what a field holds, from its annotation: str/Path, int, float, bool, tuple[str, ...], and
 # dict[str, Any] ("table": a JSON object on the command line, a TOML table in a config)
 Kind = Literal["string", "int", "number", "bool", "list", "table"]
@@ -208,23 +211,70 @@ class RunOptions:
         max=10**12,
         judge="tokens_per_min",
     )
-    temperature: float = opt(
-        _J.temperature,
-        f"sampling temperature (default {_J.temperature})",
+    temperature: float | None = opt(
+        None,
+        "sampling temperature (default: 0 where the model family takes one, not sent where it "
+        "does not: reasoning models, Claude on API version 2026-10-21)",
         "judge",
         min=0,
         max=2,  # OpenAI's range (Anthropic's is 0-1: the API says so)
         finite=True,
         judge="temperature",
     )
-    max_tokens: int = opt(
-        _J.max_tokens,
-        f"answer token limit (default {_J.max_tokens}; a template may set its own)",
+    max_tokens: int | None = opt(
+        None,
+        f"token limit of an answer (default {ANSWER_TOKENS:,}, or {REASONING_TOKENS:,} for a "
+        "model that reasons: its thinking counts against the limit; a template may set its own)",
         "judge",
         metavar="N",
         min=1,
         max=10**7,
         judge="max_tokens",
+    )
+    reasoning_effort: str | None = opt(
+        None,
+        "OpenAI reasoning_effort / Anthropic output_config.effort (default: the API's own; "
+        "see `rmb prices MODEL` for what a model is sent)",
+        "judge",
+        choices=EFFORTS,
+        judge="reasoning_effort",
+    )
+    verbosity: str | None = opt(
+        None,
+        "OpenAI GPT-5 verbosity (default: the API's own)",
+        "judge",
+        choices=VERBOSITY,
+        judge="verbosity",
+    )
+    thinking: str | None = opt(
+        None,
+        "Claude thinking: adaptive, disabled, or a budget of N tokens (>= 1024) (default: the "
+        "model's own: off before Claude 5, adaptive from it)",
+        "judge",
+        metavar="MODE|N",
+        judge="thinking",
+    )
+    chat_template_kwargs: dict[str, Any] | None = opt(
+        None,
+        "chat-template arguments for vLLM/SGLang, a JSON object, e.g. '{\"enable_thinking\": false}'",
+        "judge",
+        metavar="JSON",
+        judge="chat_template_kwargs",
+    )
+    extra_body: dict[str, Any] | None = opt(
+        None,
+        "more request body fields a server accepts, a JSON object (merged last)",
+        "judge",
+        metavar="JSON",
+        judge="extra_body",
+    )
+    api_version: str | None = opt(
+        None,
+        f"anthropic-version both Anthropic transports send (default {ANTHROPIC_VERSION}, the "
+        "SDK's; 2023-06-01 still takes a temperature on the models that had one)",
+        "judge",
+        choices=ANTHROPIC_VERSIONS,
+        judge="api_version",
     )
     system_prompt: str | None = opt(
         None,
@@ -351,6 +401,13 @@ class RunOptions:
         "run",
         metavar="FILE",
     )
+    model_rules: str | Path | None = opt(
+        None,
+        "request rules for model families the built-in table lacks or gets wrong "
+        '(TOML/JSON: [families.NAME] match = "regex", like = "openai-gpt-5", temperature = "no")',
+        "run",
+        metavar="FILE",
+    )
     batch: bool = opt(
         False,
         "openai:/anthropic: send through the provider's batch API (half price, within 24 h); "
@@ -391,6 +448,8 @@ class RunOptions:
         --base-url ones, then the --base-url-file ones; an unset concurrency is the judge's
         default, or each server's ceiling when several servers make one judge."""
         given = {m.judge: getattr(self, f.name) for f, m in _opts() if m.judge}
+        if given["temperature"] is None:
+            given["temperature"] = DEFAULT  # the model family's default
         if self.base_url_file is not None:
             given["base_urls"] = (*self.base_url, *read_url_file(self.base_url_file))
         if self.concurrency is None:

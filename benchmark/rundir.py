@@ -22,13 +22,15 @@ from typing import Any
 from benchmark.data import Item
 from benchmark.files import write_atomic
 from benchmark.results import JudgedComparison
-from judges.base import JudgeIdentity, JudgeOptions
+from judges.base import REASONING_OPTIONS, JudgeIdentity, JudgeOptions
 from judges.errors import UserError
 
 log = logging.getLogger(__name__)
 
 # JudgeOptions fields that change answers (and so the run); the rest only shape sending
 ANSWER_FIELDS = ("temperature", "max_tokens", "seed", "top_logprobs", "system_prompt")
+# fingerprinted only when set, so the runs of earlier versions keep their directories
+ADDED_ANSWER_FIELDS = (*REASONING_OPTIONS, "api_version")
 MANIFEST_FILE = "manifest.json"
 COMPARISONS_FILE = "comparisons.jsonl"
 PACKAGES = ("rmb-judge", "openai", "anthropic", "jinja2", "vllm", "llama-cpp-python")
@@ -47,8 +49,15 @@ def items_hash(items: Iterable[Item]) -> str:
     return h.hexdigest()
 
 
-def answer_options(options: JudgeOptions) -> dict[str, Any]:
-    return {f: getattr(options, f) for f in ANSWER_FIELDS}
+def answer_options(options: JudgeOptions, identity: JudgeIdentity) -> dict[str, Any]:
+    """What the options make the judge send (temperature and token limit as its model family
+    resolves them: a default that sends the same as before keeps the run's directory)."""
+    shaped = options.shaped(identity)
+    sent = {"temperature": shaped.temperature, "max_tokens": shaped.max_tokens}
+    given = {f: getattr(options, f) for f in ADDED_ANSWER_FIELDS}
+    return {f: sent.get(f, getattr(options, f)) for f in ANSWER_FIELDS} | {
+        f: v for f, v in given.items() if v is not None
+    }
 
 
 def sending_options(options: JudgeOptions) -> dict[str, Any]:

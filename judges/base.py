@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
+
+from . import models
 
 Role = Literal["system", "user", "assistant"]
 
@@ -22,9 +24,12 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
+    """Exactly what is sent (resolved by the model family's rules, `judges.models`): a field
+    that is None is not sent."""
+
     messages: tuple[Message, ...]
     model: str
-    temperature: float = 0.0
+    temperature: float | None = 0.0
     max_tokens: int = 1024
     seed: int | None = None
     top_logprobs: int | None = None
@@ -32,14 +37,25 @@ class ChatRequest:
     response_format: str | None = None
     # the k-th independent sample of the same prompt (majority voting); part of the key
     sample_index: int = 0
+    # reasoning controls: OpenAI `reasoning_effort` (Anthropic `output_config.effort`),
+    # OpenAI `verbosity`, Anthropic thinking ("adaptive" | "disabled" | budget tokens)
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    thinking: str | None = None
+    # vLLM / SGLang chat-template arguments (e.g. {"enable_thinking": false}) and anything else
+    # a server accepts, merged into the body last
+    chat_template_kwargs: dict[str, Any] | None = None
+    extra_body: dict[str, Any] | None = None
+
     # the verdict labels ("A", "B") whose logprobs a backend that scores given tokens (in-process
     # vLLM) returns exactly at each position, not only when they are in the top_logprobs
     logprob_labels: tuple[str, ...] | None = None
 
     def canonical_json(self) -> str:
         d = asdict(self)
-        if d["logprob_labels"] is None:
-            del d["logprob_labels"]  # absent when unset: keys made before it existed still hold
+        for name in (*REASONING_OPTIONS, "logprob_labels"):
+            if d[name] is None:  # unset: left out, so keys made before the field existed hold
+                del d[name]
         return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -63,10 +79,15 @@ def cache_key(identity: JudgeIdentity, request: ChatRequest) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    input_tokens: int = 0  # all prompt tokens, the cached ones included
+    """Tokens billed. `input_tokens` is the whole prompt; `cached_input_tokens` the part read
+    from the provider's prompt cache (billed at its discount); `output_tokens` includes
+    `reasoning_tokens` (billed as output, never shown)."""
+
+    input_tokens: int = 0
     output_tokens: int = 0
-    # of input_tokens: read from the provider's prompt cache / written to it (Anthropic)
     cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    # of input_tokens: written to the provider's prompt cache (Anthropic)
     cache_write_tokens: int = 0
     # bought through a provider's batch API (at its batch price)
     batch: bool = False
@@ -145,6 +166,8 @@ class JudgeStats:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    # some usage had no known price: cost_usd is a floor, reported as "cost unknown"
+    cost_unknown: bool = False
 
     def count(self, c: Completion) -> None:
         """One completion's tokens, and whether it failed (requests are counted by the caller:
@@ -176,13 +199,27 @@ class BatchJudge(Judge, Protocol):
     async def complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]: ...
 
 
+DEFAULT: Literal["default"] = "default"
+# the reasoning controls a user or a template may set (JudgeOptions and ChatRequest fields)
+REASONING_OPTIONS = (
+    "reasoning_effort",
+    "verbosity",
+    "thinking",
+    "chat_template_kwargs",
+    "extra_body",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class JudgeOptions:
-    """Per-judge settings. Sampling fields go into every ChatRequest; the rest shape how it is
-    sent (never part of a cache key)."""
+    """Per-judge settings. Sampling and reasoning fields go into every ChatRequest (resolved
+    by the model family's rules); the rest shape how it is sent (never part of a cache key)."""
 
-    temperature: float = 0.0
-    max_tokens: int = 1024
+    # "default": 0 where the model family takes a temperature, not sent where it does not;
+    # None: never sent
+    temperature: float | Literal["default"] | None = DEFAULT
+    # None: 1024, or 16384 when the model reasons (thinking tokens count against the limit)
+    max_tokens: int | None = None
     seed: int | None = 0
     top_logprobs: int | None = None
     system_prompt: str | None = None
@@ -209,11 +246,52 @@ class JudgeOptions:
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     ray_address: str | None = None
+    # reasoning controls (None: the API's own default); see ChatRequest
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    thinking: str | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    extra_body: dict[str, Any] | None = None
+    # Anthropic API version both transports send (None: judges.models.ANTHROPIC_VERSION)
+    api_version: str | None = None
+
+    def with_defaults(self, asks: Mapping[str, Any]) -> JudgeOptions:
+        """These options, with a template's reasoning settings (its front matter) where the
+        user set none: the user's flag wins, the template's default fills the gap."""
+        unset = {
+            k: v for k, v in asks.items() if k in REASONING_OPTIONS and getattr(self, k) is None
+        }
+        return replace(self, **unset) if unset else self
+
+    def shaped(
+        self,
+        judge: JudgeIdentity | str,
+        *,
+        max_tokens: int | None = None,
+        top_logprobs: int | None = None,
+    ) -> models.Shaped:
+        """The sampling and reasoning fields for this judge's model family (a template may
+        ask for its own max_tokens and top_logprobs); a UserError when the family refuses
+        what was asked."""
+        who = judge if isinstance(judge, JudgeIdentity) else JudgeIdentity("", judge)
+        asked = models.Asked(
+            temperature=None if self.temperature == DEFAULT else self.temperature,
+            temperature_set=self.temperature != DEFAULT,
+            max_tokens=self.max_tokens,
+            template_max_tokens=max_tokens,
+            top_logprobs=top_logprobs if top_logprobs is not None else self.top_logprobs,
+            reasoning_effort=self.reasoning_effort,
+            thinking=self.thinking,
+            verbosity=self.verbosity,
+            api_version=self.api_version,
+        )
+        hosted = who.provider in ("openai", "anthropic") and not who.base_url
+        return models.shape(who.provider, who.model, asked, hosted=hosted)
 
     def request(
         self,
         messages: Sequence[Message],
-        model: str,
+        judge: JudgeIdentity | str,
         *,
         sample_index: int = 0,
         max_tokens: int | None = None,
@@ -221,20 +299,26 @@ class JudgeOptions:
         response_format: str | None = None,
         logprob_labels: tuple[str, ...] | None = None,
     ) -> ChatRequest:
-        """Build the request for rendered messages. A template may ask for its own max_tokens,
-        top_logprobs or JSON mode; the judge's system prompt, if set, goes first."""
+        """Build the request for rendered messages to `judge` (its identity, or a bare model
+        name: an unknown family, sent as given); the judge's system prompt goes first."""
         msgs = tuple(messages)
         if self.system_prompt and not (msgs and msgs[0].role == "system"):
             msgs = (Message("system", self.system_prompt), *msgs)
+        s = self.shaped(judge, max_tokens=max_tokens, top_logprobs=top_logprobs)
         return ChatRequest(
             messages=msgs,
-            model=model,
-            temperature=self.temperature,
-            max_tokens=max_tokens if max_tokens is not None else self.max_tokens,
+            model=judge.model if isinstance(judge, JudgeIdentity) else judge,
+            temperature=s.temperature,
+            max_tokens=s.max_tokens,
             # sampling k>0 with temperature 0 would repeat sample 0: vary the seed per sample
             seed=None if self.seed is None else self.seed + sample_index,
-            top_logprobs=top_logprobs if top_logprobs is not None else self.top_logprobs,
+            top_logprobs=s.top_logprobs,
             response_format=response_format,
             sample_index=sample_index,
+            reasoning_effort=s.reasoning_effort,
+            verbosity=s.verbosity,
+            thinking=s.thinking,
+            chat_template_kwargs=self.chat_template_kwargs,
+            extra_body=self.extra_body,
             logprob_labels=logprob_labels,
         )

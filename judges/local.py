@@ -279,8 +279,8 @@ class LocalJudge(ServedJudge):
         super().__init__(identity, LlamaServer(model, alias=identity.model), self._connect_openai)
 
     def _connect_openai(self, base_url: str) -> Judge:
-        from .http_judge import PLACEHOLDER_KEY, SDK_HTTP
-        from .openai_api import OpenAIJudge
+        from .http.judge import PLACEHOLDER_KEY, SDK_HTTP
+        from .providers.openai_api import OpenAIJudge
 
         # concurrency 1: the server has one slot (more would only queue there). A CPU model is
         # slow: the timeout is at least LOCAL_TIMEOUT_S so a long prompt is not sent twice. No

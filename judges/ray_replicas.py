@@ -2,7 +2,7 @@
 
 vLLM's offline `LLM` is one engine in one process (`data_parallel_size > 1` raises in its
 `__init__`), so a node of 8 GPUs or a cluster is used by running one engine per replica, each a
-Ray actor holding one `vllm.LLM` through the in-process judge (judges/vllm_inproc.py): the same
+Ray actor holding one `vllm.LLM` through the in-process judge (judges/providers/vllm_inproc.py): the same
 chat rendering, sampling parameters and parse, which is why the identity is the in-process
 judge's, the model (folder digest or hub id, and revision), never the layout, and one cache
 serves 1 replica or 16.
@@ -38,7 +38,7 @@ from typing import Any
 
 from .base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, JudgeStats
 from .errors import JudgeSetupError
-from .vllm_inproc import check_model, model_identity, runtime_env
+from .providers.vllm_inproc import check_model, model_identity, runtime_env
 
 log = logging.getLogger("judges")
 
@@ -94,7 +94,7 @@ class Replica:
         self, model: str, options: JudgeOptions, llm_kwargs: dict[str, Any], env: dict[str, str]
     ) -> None:
         os.environ.update(env)
-        from judges.vllm_inproc import VLLMJudge
+        from judges.providers.vllm_inproc import VLLMJudge
 
         self.judge = VLLMJudge(model, options, **llm_kwargs)
         self.judge.load()

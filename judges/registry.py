@@ -16,9 +16,9 @@ from .errors import UserError
 from .urls import check_base_url
 
 PROVIDERS: dict[str, str] = {
-    "openai": "judges.openai_api",
-    "anthropic": "judges.anthropic_api",
-    "vllm": "judges.vllm_inproc",
+    "openai": "judges.providers.openai_api",
+    "anthropic": "judges.providers.anthropic_api",
+    "vllm": "judges.providers.vllm_inproc",
     "vllm-server": "judges.vllm_server",
     "local": "judges.local",
 }

@@ -23,8 +23,14 @@ from typing import Any
 from .base import Judge, JudgeIdentity, JudgeOptions
 from .child_server import ChildServer, ServedJudge, ServerExited, free_port
 from .errors import JudgeServerDied, JudgeSetupError
+from .providers.vllm_inproc import (
+    _on_cpu,
+    check_model,
+    engine_defaults,
+    model_identity,
+    runtime_env,
+)
 from .start_check import check_first_completion
-from .vllm_inproc import _on_cpu, check_model, engine_defaults, model_identity, runtime_env
 
 # the in-process judge's engine defaults (and $RMB_VLLM_ENGINE_ARGS) become server flags;
 # another interpreter (e.g. .venv-vllm/bin/python from the main venv) and extra flags by env
@@ -153,7 +159,7 @@ def build(model: str, options: JudgeOptions) -> ServedJudge:
     identity = JudgeIdentity(provider="vllm-server", model=model_identity(model))
 
     def connect(base_url: str) -> Judge:
-        from .openai_api import build as build_openai
+        from .providers.openai_api import build as build_openai
 
         return build_openai(identity.model, replace(options, base_url=base_url, api_key_env=None))
 

@@ -443,6 +443,9 @@ def parse(parser: str, completion: Completion, n_shown: int) -> Verdict:
     if table is None:
         raise KeyError(f"unknown parser {parser!r}; known: {', '.join(PARSERS)}")
     c = completion
+    if c.finish_reason == "length" and c.error:
+        # cut before it began: reasoning took the whole token limit (the judge says so)
+        return invalid(c.error)
     if len(c.text) > MAX_ANSWER_CHARS:
         return invalid(f"answer of {len(c.text):,} characters (over {MAX_ANSWER_CHARS:,}): unread")
     if c.finish_reason == "error" or (

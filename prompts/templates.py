@@ -9,7 +9,9 @@ is still plain Jinja)::
     parser = "verdict-ab"        # how the answer is read: `rmb templates list` shows each one's
     version = "1"
     description = "One line shown by `rmb templates list`."
-    # optional: max_tokens = 1, top_logprobs = 5, response_format = "json"
+    # optional: max_tokens = 1, top_logprobs = 5, response_format = "json", and the judge's
+    # reasoning controls reasoning_effort = "none", verbosity, thinking, chat_template_kwargs
+    # = {enable_thinking = false}, extra_body (a user's flag wins over them)
     ---#}
     {% block system %}You are ...{% endblock %}
     {% block user %}...{{ responses[0].text }}...{% endblock %}
@@ -44,7 +46,7 @@ import jinja2.meta
 from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
-from judges.base import Message
+from judges.base import REASONING_OPTIONS, Message
 from judges.errors import UserError
 
 from .parsers import PARSER_MODES
@@ -55,7 +57,12 @@ BUILTIN_DIR = Path(__file__).resolve().parent
 DEFAULT_TEMPLATE = "pairwise"
 _FRONT_OPEN, _FRONT_CLOSE = "{#---", "---#}"
 _REQUIRED = ("name", "mode", "parser", "version", "description")
-_OPTIONAL = {"max_tokens": int, "top_logprobs": int, "response_format": str}
+_OPTIONAL: dict[str, type] = {"max_tokens": int, "top_logprobs": int, "response_format": str}
+# a template may also set the judge's reasoning controls (the user's flags win over it)
+_REASONING: dict[str, type] = {
+    k: dict if k in ("chat_template_kwargs", "extra_body") else str for k in REASONING_OPTIONS
+}
+_OPTIONAL.update(_REASONING)
 RENDER_DEADLINE_S = 5.0  # one prompt; real templates take well under a millisecond
 MAX_PROMPT_CHARS = 8_000_000  # ~2M tokens: more than any judge's context
 MAX_TEMPLATE_BYTES = 1_000_000  # a template file or one it imports
@@ -102,6 +109,8 @@ class Template:
     max_tokens: int | None = None
     top_logprobs: int | None = None
     response_format: str | None = None
+    # reasoning controls from the front matter (JudgeOptions.with_defaults takes them)
+    reasoning: dict[str, Any] = field(default_factory=dict, compare=False)
     # (name, source) of each template it imports or includes, transitively (`_common.j2`)
     imports: tuple[tuple[str, str], ...] = ()
     _jinja: jinja2.Template | None = field(default=None, repr=False, compare=False)
@@ -456,6 +465,7 @@ def _from_source(source: str, path: Path | None, where: str) -> Template:
         max_tokens=meta.get("max_tokens"),
         top_logprobs=meta.get("top_logprobs"),
         response_format=meta.get("response_format"),
+        reasoning={k: meta[k] for k in _REASONING if k in meta},
         imports=_imports(env, source, where),
         _jinja=compiled,
     )

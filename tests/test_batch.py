@@ -54,7 +54,7 @@ class Rig:
     def requests(self, n: int, start: int = 0) -> dict[str, ChatRequest]:
         reqs = [
             self.judge.options.request(
-                [Message("user", PROMPT.format(i=i))], "judge-1", max_tokens=64
+                [Message("user", PROMPT.format(i=i))], self.judge.identity, max_tokens=64
             )
             for i in range(start, start + n)
         ]
@@ -240,7 +240,7 @@ async def test_shared_conversation_is_read_from_the_prompt_cache(rig: Rig) -> No
     reqs = {}
     for i in range(3):
         text = f"<conversation>\n{history}\n</conversation>\n\n" + PROMPT.format(i=i)
-        r = rig.judge.options.request([Message("user", text)], "judge-1", max_tokens=64)
+        r = rig.judge.options.request([Message("user", text)], rig.judge.identity, max_tokens=64)
         reqs[cache_key(rig.judge.identity, r)] = r
     await rig.run(reqs)
     usage = [c.usage for c in rig.cache.get_many(reqs).values()]
@@ -263,16 +263,15 @@ def test_prompt_cache_breakpoint_after_the_conversation() -> None:
 
 def test_batch_and_cache_discounts() -> None:
     from judges.base import Usage
-    from judges.pricing import priced
+    from judges.pricing import Rates
 
-    price = (2.0, 8.0)  # gpt-4.1: cached input at a quarter
-    full = priced(Usage(1_000_000, 100_000), price, "gpt-4.1")
-    assert full == pytest.approx(2.8)
-    assert priced(Usage(1_000_000, 100_000, batch=True), price, "gpt-4.1") == pytest.approx(1.4)
+    rates = Rates(2.0, 8.0, 0.5, "gpt-4.1")  # cached input at a quarter
+    assert rates.cost(Usage(1_000_000, 100_000)) == pytest.approx(2.8)
+    assert rates.cost(Usage(1_000_000, 100_000, batch=True)) == pytest.approx(1.4)
     cached = Usage(1_000_000, 100_000, cached_input_tokens=500_000, batch=True)
-    assert priced(cached, price, "gpt-4.1") == pytest.approx((0.5 * 2 + 0.5 * 0.5 + 0.8) / 2)
+    assert rates.cost(cached) == pytest.approx((0.5 * 2 + 0.5 * 0.5 + 0.8) / 2)
     written = Usage(1_000_000, 0, cached_input_tokens=200_000, cache_write_tokens=100_000)
-    assert priced(written, (3.0, 15.0), "claude-sonnet-4-5") == pytest.approx(
+    assert Rates(3.0, 15.0, 0.3, "claude-sonnet-4-5").cost(written) == pytest.approx(
         (0.7 + 0.2 * 0.1 + 0.1 * 1.25) * 3.0
     )
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from support.loopback_server import LoopbackServer
 
-from judges.anthropic_api import AnthropicJudge
 from judges.base import ChatRequest, JudgeOptions, Message
 from judges.errors import JudgeSetupError, UserError
-from judges.http_judge import HttpJudge
-from judges.openai_api import OpenAIJudge
+from judges.http.judge import HttpJudge
+from judges.providers.anthropic_api import AnthropicJudge
+from judges.providers.openai_api import OpenAIJudge
 from judges.registry import build_judge, default_judge_spec, parse_spec
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
@@ -57,7 +57,7 @@ async def judge(loopback: LoopbackServer, transport: str) -> AsyncIterator[Make]
 
 def ask(j: HttpJudge, text: str = PAIRWISE, i: int = 0, **kw: Any) -> ChatRequest:
     msgs = [Message("system", "You judge replies."), Message("user", f"{i} {text}")]
-    return j.options.request(msgs, "judge-1", **kw)
+    return j.options.request(msgs, j.identity, **kw)
 
 
 async def test_answer_round_trip(loopback: LoopbackServer, judge: Make, transport: str) -> None:
@@ -259,7 +259,7 @@ async def test_anthropic_refuses_logprobs_before_any_request(
     with pytest.raises(JudgeSetupError, match="no logprobs"):
         judge("anthropic", top_logprobs=5)
     j = judge("anthropic")
-    with pytest.raises(JudgeSetupError, match="no logprobs"):
+    with pytest.raises(UserError, match="no logprobs"):  # the model rules say so first
         await j.complete(ask(j, top_logprobs=5))
     assert loopback.stats()["requests"] == 0
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from support.loopback_server import LoopbackServer
 
-from judges.anthropic_api import messages_body, parse_message
 from judges.base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, Message, Usage
 from judges.errors import JudgeSetupError, UserError
-from judges.http_judge import classify_status, parse_retry_after
+from judges.http.judge import classify_status, parse_retry_after
 from judges.limits import TokenBucket, TransientError
-from judges.openai_api import chat_body, parse_chat_completion
-from judges.pricing import cost_usd, load_prices, price_of, reset_prices
+from judges.pricing import FREE, cost_usd, describe, load_prices, rates_of, reset_prices
+from judges.providers.anthropic_api import messages_body, parse_message
+from judges.providers.openai_api import chat_body, parse_chat_completion
 from judges.registry import build_judge
 
 REQ = ChatRequest(
@@ -46,9 +46,22 @@ def test_openai_body_maps_every_sampling_field() -> None:
         "top_logprobs": 5,
         "response_format": {"type": "json_object"},
     }
-    hosted = chat_body(ChatRequest(messages=REQ.messages, model="o3"), hosted=True)
+    o3 = ChatRequest(messages=REQ.messages, model="o3", temperature=None, reasoning_effort="low")
+    hosted = chat_body(o3, hosted=True)
     assert "max_tokens" not in hosted and hosted["max_completion_tokens"] == 1024
     assert "seed" not in hosted and "logprobs" not in hosted and "response_format" not in hosted
+    assert "temperature" not in hosted and hosted["reasoning_effort"] == "low"
+    # the family decides the field, not who hosts it: OpenRouter's openai/gpt-5 too
+    routed = chat_body(ChatRequest(messages=REQ.messages, model="openai/gpt-5"))
+    assert "max_completion_tokens" in routed and "max_tokens" not in routed
+    extra = ChatRequest(
+        messages=REQ.messages,
+        model="qwen3",
+        chat_template_kwargs={"enable_thinking": False},
+        extra_body={"top_k": 20},
+    )
+    body = chat_body(extra)
+    assert body["chat_template_kwargs"] == {"enable_thinking": False} and body["top_k"] == 20
 
 
 def test_anthropic_body_moves_system_out_and_drops_what_it_lacks() -> None:
@@ -90,9 +103,14 @@ def test_openai_response_reading() -> None:
     )
     assert refusal.finish_reason == "refused" and refusal.error == "refusal: I can't"
     bad: object
-    for bad in ({}, {"choices": []}, {"choices": [{"nomessage": 1}]}, [1]):
+    for bad in ({}, [1]):
         with pytest.raises((KeyError, IndexError, TypeError)):
             parse_chat_completion(bad)
+    # answered (and billed) but with no message: an error with its reason, never re-bought
+    for empty in ({"choices": []}, {"choices": [{"index": 0, "finish_reason": "stop"}]}):
+        c = parse_chat_completion({**empty, "usage": {"prompt_tokens": 9, "completion_tokens": 0}})
+        assert c.finish_reason == "error" and "without choices[0].message" in (c.error or "")
+        assert c.usage.input_tokens == 9
 
 
 def test_anthropic_response_reading() -> None:
@@ -106,8 +124,8 @@ def test_anthropic_response_reading() -> None:
             "usage": {"input_tokens": 10, "output_tokens": 3, "cache_read_input_tokens": 5},
         }
     )
-    assert (c.text, c.reasoning, c.finish_reason) == ("[[B]]", "hmm", "stop")
-    assert c.usage == Usage(15, 3, cached_input_tokens=5)
+    usage = Usage(15, 3, cached_input_tokens=5)
+    assert (c.text, c.reasoning, c.finish_reason, c.usage) == ("[[B]]", "hmm", "stop", usage)
     assert parse_message({"content": [], "stop_reason": "max_tokens"}).finish_reason == "length"
 
 
@@ -148,20 +166,38 @@ def test_retry_after_headers() -> None:
     assert parse_retry_after({"retry-after": "soon"}) is None and parse_retry_after({}) is None
 
 
-def test_prices(tmp_path: Path) -> None:
+def test_prices_come_from_genai_prices_offline(tmp_path: Path) -> None:
+    """List prices from the bundled genai-prices data (no network here), cached input at its
+    discount, long-context tiers per request, a user table over it, unknown = None."""
+    import genai_prices
+
     usage = Usage(1_000_000, 100_000)
-    assert price_of("gpt-4o-2024-08-06") == price_of("gpt-4o") == (2.5, 10.0)
-    assert price_of("gpt-4o-mini-2024-07-18") == (0.15, 0.60)  # longest prefix, not gpt-4o
-    assert price_of("claude-3-5-sonnet-20241022") == (3.0, 15.0)
-    assert cost_usd(JudgeIdentity("openai", "gpt-4o"), usage) == pytest.approx(3.5)
+    assert cost_usd(JudgeIdentity("openai", "gpt-4o-2024-08-06"), usage) == pytest.approx(3.5)
+    # the old hand table priced claude-opus-4-7 by its claude-opus-4 prefix at $15/$75
+    assert cost_usd(JudgeIdentity("anthropic", "claude-opus-4-7"), usage) == pytest.approx(7.5)
+    assert cost_usd(JudgeIdentity("openai", "o3-pro"), usage) == pytest.approx(28.0)
+    cached = Usage(1_000_000, 0, cached_input_tokens=800_000)
+    assert cost_usd(JudgeIdentity("openai", "gpt-4.1"), cached) == pytest.approx(0.4 + 0.4)
+    # the same numbers as the library's own calculation, tiers included
+    for model, n_in in (("claude-sonnet-4-5", 150_000), ("claude-sonnet-4-5", 250_000)):
+        lib = genai_prices.calc_price(
+            genai_prices.Usage(input_tokens=n_in, output_tokens=2_000),
+            model,
+            provider_id="anthropic",
+        )
+        ours = cost_usd(JudgeIdentity("anthropic", model), Usage(n_in, 2_000))
+        assert ours == pytest.approx(float(lib.total_price))
     assert cost_usd(JudgeIdentity("openai", "my-finetune"), usage) is None
+    remote = JudgeIdentity("openai", "my-model", "https://my.server.example/v1")
+    assert cost_usd(remote, usage) is None and "cost unknown" in describe(remote)
     assert cost_usd(JudgeIdentity("openai", "qwen", "http://127.0.0.1:8000/v1"), usage) == 0.0
     assert cost_usd(JudgeIdentity("vllm", "/models/qwen"), usage) == 0.0
     table = tmp_path / "prices.json"
     table.write_text(json.dumps({"my-finetune": {"input": 1, "output": 2}}))
     try:
         load_prices(table)
-        assert cost_usd(JudgeIdentity("openai", "my-finetune"), usage) == pytest.approx(1.2)
+        assert cost_usd(JudgeIdentity("openai", "my-finetune-v2"), usage) == pytest.approx(1.2)
+        assert str(table) in (rates_of(JudgeIdentity("openai", "my-finetune")) or FREE).source
         bad = tmp_path / "bad.toml"
         bad.write_text('[x]\ninput = "cheap"\n')
         with pytest.raises(UserError, match=r"bad\.toml: entry 'x'"):

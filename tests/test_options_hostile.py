@@ -99,12 +99,14 @@ def test_prices_are_finite_and_not_negative(entry: dict[str, Any], tmp_path: Pat
             set_prices({"my-model": entry}, where="prices.json")
         p = tmp_path / "prices.json"
         p.write_text(json.dumps({"gpt-4o": entry}))
-        from judges.pricing import load_prices, price_of
+        from judges.base import JudgeIdentity
+        from judges.pricing import load_prices, rates_of
 
-        before = price_of("gpt-4o")
+        gpt4o = JudgeIdentity("openai", "gpt-4o")
+        before = rates_of(gpt4o)
         with pytest.raises(UserError):
             load_prices(p)
-        assert price_of("gpt-4o") == before  # a bad table changes nothing
+        assert rates_of(gpt4o) == before  # a bad table changes nothing
     finally:
         reset_prices()
 

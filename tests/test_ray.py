@@ -18,9 +18,10 @@ import pytest
 from benchmark.api import arun
 from benchmark.data import PairwiseItem, load_file
 from benchmark.options import RunOptions
-from judges import ray_replicas, vllm_inproc
+from judges import ray_replicas
 from judges.base import JudgeIdentity, JudgeOptions
 from judges.errors import JudgeSetupError
+from judges.providers import vllm_inproc
 from judges.ray_replicas import Layout, engine_layout_kwargs
 from judges.registry import build_judge
 

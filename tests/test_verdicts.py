@@ -111,3 +111,10 @@ def test_length_is_invalid_except_single_token() -> None:
     assert parse("verdict-ab", cut, 2) == Verdict("invalid", reason="truncated")
     # max_tokens 1 always ends with "length": that is how a single-token verdict finishes
     assert parse("logprob-ab", Completion("A", finish_reason="length"), 2).choice == 0
+
+
+def test_an_answer_emptied_by_reasoning_is_invalid_with_that_reason() -> None:
+    why = "reasoning used the whole token limit (1,024 reasoning tokens of 1,024 output tokens, billed)"
+    emptied = Completion("", finish_reason="length", error=why)
+    for parser in ("verdict-ab", "logprob-ab"):
+        assert parse(parser, emptied, 2) == Verdict("invalid", reason=why)

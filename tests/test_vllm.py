@@ -23,10 +23,11 @@ import benchmark
 from benchmark.api import RunResult
 from benchmark.data import Item, PairwiseItem, load_file
 from benchmark.options import RunOptions
-from judges import anthropic_api, openai_api, vllm_inproc, vllm_server
+from judges import vllm_server
 from judges.base import JudgeOptions, Message
 from judges.errors import JudgeSetupError
-from judges.vllm_inproc import check_model, cpu_dtype, model_identity
+from judges.providers import anthropic_api, openai_api, vllm_inproc
+from judges.providers.vllm_inproc import check_model, cpu_dtype, model_identity
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = Path(

@@ -16,8 +16,8 @@ import pytest
 from benchmark.data import Selection, load
 from benchmark.plan import plan
 from benchmark.runner.prepare import prepare
-from judges import vllm_inproc
 from judges.base import ChatRequest, JudgeIdentity, JudgeOptions, Message
+from judges.providers import vllm_inproc
 from prompts import load_template
 from prompts.parsers import logprob_ab
 

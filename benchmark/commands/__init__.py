@@ -3,6 +3,16 @@
 
 from types import ModuleType
 
-from . import batches, cache, data, local, report, run, runs, templates
+from . import batches, cache, data, local, prices, report, run, runs, templates
 
-COMMAND_MODULES: list[ModuleType] = [data, templates, run, cache, batches, report, runs, local]
+COMMAND_MODULES: list[ModuleType] = [
+    data,
+    templates,
+    run,
+    cache,
+    batches,
+    report,
+    runs,
+    local,
+    prices,
+]

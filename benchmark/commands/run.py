@@ -17,6 +17,7 @@ from benchmark.reporting.escape import for_terminal
 from benchmark.reporting.facts import run_label
 from benchmark.reporting.markdown import paper_table
 from benchmark.rundir import read_manifest
+from judges.models import load_rules
 from judges.pricing import load_prices
 
 # the flag groups of `rmb run --help`, in order
@@ -54,6 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = merged_options(args)
     if options.prices is not None:
         load_prices(options.prices)
+    if options.model_rules is not None:
+        load_rules(options.model_rules)
     quiet = options.quiet
     result = run(
         options,
@@ -80,7 +83,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = (
         f"{result.comparisons:,} comparisons, {result.requests:,} distinct requests: "
         f"{result.cache_hits:,} from the cache, {result.sent:,} sent, {result.retries:,} retries, {result.failed:,} failed; "
-        f"${result.spent_usd:.4f} spent; {result.wall_s:.1f} s"
+        + (
+            "cost unknown (no price for this model: --prices FILE)"
+            if result.spent_usd is None
+            else f"${result.spent_usd:.4f} spent"
+        )
+        + f"; {result.wall_s:.1f} s"
     )
     if result.counters.cached_input_tokens:
         share = result.counters.cached_input_tokens / max(1, result.counters.input_tokens)

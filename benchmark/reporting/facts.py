@@ -25,8 +25,16 @@ def fmt_pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
-def fmt_cost(x: float) -> str:
+def fmt_cost(x: float, priced: bool = True) -> str:
+    if not priced:
+        return "cost unknown"
     return f"${x:.4f}" if x < 1 else f"${x:,.2f}"
+
+
+def priced(manifest: Mapping[str, Any] | None) -> bool:
+    """Whether the run's judge had a price (the manifest's spent_usd is None when not)."""
+    counts = (manifest or {}).get("counts") or {}
+    return not ("spent_usd" in counts and counts["spent_usd"] is None)
 
 
 def fmt_human(n: int) -> str:
@@ -109,6 +117,14 @@ def run_facts(scores: Scores, manifest: Mapping[str, Any] | None) -> list[Fact]:
             f"seed {scores.seed}"
         ),
     ]
+    if not priced(m):
+        facts.append(
+            Fact(
+                "Cost unknown: no price is known for this judge (give one with --prices FILE; "
+                "`rmb prices MODEL` shows what is known)",
+                warn=True,
+            )
+        )
     if scores.missing_subsets:
         facts.append(
             Fact(

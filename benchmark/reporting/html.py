@@ -32,6 +32,7 @@ from .facts import (
     fmt_human,
     fmt_pct,
     kappa_rows,
+    priced,
     run_facts,
     run_label,
 )
@@ -120,6 +121,7 @@ def render_html(
             label=run_label(manifest),
             facts=run_facts(scores, manifest),
             groups=[*scores.subsets.values(), scores.overall],
+            priced=priced(manifest),
             charts=report_charts(scores),
             reasons=scores.overall.top_invalid_reasons,
             examples=examples,

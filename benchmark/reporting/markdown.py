@@ -22,6 +22,7 @@ from .facts import (
     fmt_pct,
     kappa_rows,
     paper_row,
+    priced,
     run_facts,
     run_label,
 )
@@ -65,7 +66,7 @@ def md_fact(f: Fact) -> str:
     return f"- **{f.text}**{f.tail}" if f.warn else f"- {f.text}{f.tail}"
 
 
-def _group_row(g: GroupScore) -> list[object]:
+def _group_row(g: GroupScore, known_cost: bool = True) -> list[object]:
     return [
         g.name,
         g.items,
@@ -78,7 +79,7 @@ def _group_row(g: GroupScore) -> list[object]:
         fmt_pct(g.invalid_rate),
         g.invalid_items,
         f"{g.input_tokens:,} / {g.output_tokens:,}",
-        fmt_cost(g.cost_usd),
+        fmt_cost(g.cost_usd, known_cost),
         g.cached,
     ]
 
@@ -114,6 +115,7 @@ def markdown(
 ) -> str:
     label = run_label(manifest)
     o = scores.overall
+    known = priced(manifest)
     parts = [
         f"# RMB report: {for_markdown(label)}",
         "",
@@ -132,7 +134,10 @@ def markdown(
         "Tokens and Cost are those of every answer scored, cache hits included; Cache hits = "
         "answers this run read from the cache.",
         "",
-        md_table(GROUP_HEADER, [_group_row(g) for g in scores.subsets.values()] + [_group_row(o)]),
+        md_table(
+            GROUP_HEADER,
+            [_group_row(g, known) for g in scores.subsets.values()] + [_group_row(o, known)],
+        ),
         "",
     ]
     if o.top_invalid_reasons:

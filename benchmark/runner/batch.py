@@ -21,7 +21,7 @@ from judges.batch import BatchRunner, JobStore, JobView, batch_api, progress_lin
 from judges.cache import CacheStore
 from judges.errors import UserError
 
-from .costs import cost_of, estimate_input_tokens
+from .costs import cost_of, estimate_input_tokens, price_known
 from .execute import Outcome
 from .prepare import Prepared
 from .progress import Counters
@@ -97,7 +97,7 @@ def make_runner(judge: Judge, store: CacheStore, *, cut_ok: bool, **kw: Any) -> 
         raise UserError(
             f"--batch: {judge.identity.label()} has no batch API (openai: and anthropic: do)"
         )
-    from judges.http_judge import resolve_key
+    from judges.http.judge import resolve_key
 
     key, _ = resolve_key(judge.identity.provider, judge.key_env, judge.options, hosted=judge.hosted)  # type: ignore[attr-defined]
     base_url = judge.identity.base_url or judge.hosted_url  # type: ignore[attr-defined]
@@ -127,7 +127,7 @@ async def execute_batch(
     identity = judge.identity
     keys = list(prepared.first)
     from_cache = await asyncio.to_thread(store.present, keys)
-    counters = Counters(total=len(keys), cache_hits=len(from_cache))
+    counters = Counters(total=len(keys), cache_hits=len(from_cache), priced=price_known(identity))
     todo = [k for k in keys if k not in from_cache]
     view = BatchProgress(progress)
     runner = make_runner(
@@ -181,6 +181,7 @@ async def execute_batch(
     counters.input_tokens = out.input_tokens
     counters.cached_input_tokens = out.cached_input_tokens
     counters.output_tokens = out.output_tokens
+    counters.reasoning_tokens = out.reasoning_tokens
     counters.spent_usd = out.spent_usd
     if out.pending:
         status = "pending"

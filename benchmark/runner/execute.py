@@ -19,7 +19,7 @@ from judges.cache import CacheStore
 from judges.claims import ClaimQueue
 from judges.errors import JudgeServerDied
 
-from .costs import cost_of, estimate_input_tokens
+from .costs import cost_of, estimate_input_tokens, price_known
 from .prepare import Prepared
 from .progress import Counters, ProgressView, judge_retries
 
@@ -158,7 +158,9 @@ class _Execution:
         keys = list(prepared.first)
         self.from_cache = from_cache
         self.answers: dict[str, Completion] = {}
-        self.counters = Counters(total=len(keys), cache_hits=len(from_cache))
+        self.counters = Counters(
+            total=len(keys), cache_hits=len(from_cache), priced=price_known(self.identity)
+        )
         # keys are claimed in the cache before they are bought: a second process on the same
         # cache waits for them instead of paying again (judges/claims.py)
         self.todo = ClaimQueue(
@@ -174,6 +176,7 @@ class _Execution:
         self.interrupted = False
         self.server_died: JudgeServerDied | None = None
         self.workers: list[asyncio.Task[None]] = []
+        self.grace_s = 3.0  # how long answers in flight may take to land once stopped
 
     # ------------------------------------------------------------------ one request
     def bought_elsewhere(self, key: str) -> None:
@@ -205,6 +208,7 @@ class _Execution:
         counters.input_tokens += c.usage.input_tokens
         counters.cached_input_tokens += c.usage.cached_input_tokens
         counters.output_tokens += c.usage.output_tokens
+        counters.reasoning_tokens += c.usage.reasoning_tokens
         counters.spent_usd += cost_of(self.identity, c.usage)
         if self.complete(c):
             counters.answered += 1
@@ -259,10 +263,13 @@ class _Execution:
         except asyncio.CancelledError:
             raise
         except BaseException as e:
-            # a bad key or a bug: stop at once, drop what is in flight (answers so far are kept)
+            # a bad key, a rejected request shape or a bug: send nothing more; answers in
+            # flight (already paid for) get the grace period to land and be committed, then
+            # the rest is cancelled (a second failure does not extend it)
             self.fatal.append(e)
-            self.stop.set()
-            self.cancel_all()
+            if not self.stop.is_set():
+                self.stop.set()
+                asyncio.get_running_loop().call_later(self.grace_s, self.cancel_all)
 
     def cancel_all(self) -> None:
         for w in self.workers:
@@ -293,6 +300,7 @@ class _Execution:
         self, concurrency: int, progress: bool, handle_signals: bool, grace_s: float
     ) -> str:
         """Run the workers to the end; the status: complete | interrupted | budget | stopped."""
+        self.grace_s = grace_s
         is_batch = isinstance(self.judge, BatchJudge)
         # a judge over many engines (several servers, Ray replicas) says how many requests
         # keep them all fed; the workers are what hands it requests

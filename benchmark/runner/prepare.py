@@ -67,6 +67,10 @@ def prepare(
     comparisons = list(comparisons)
     by_uid = {it.uid: it for it in items}
     memo: dict[tuple[str, tuple[str, ...]], tuple[Message, ...]] = {}
+    # the template's reasoning settings fill what the user left unset; the judge's identity
+    # names its model family, whose rules decide what each request sends
+    options = options.with_defaults(template.reasoning)
+    options.shaped(identity, max_tokens=template.max_tokens, top_logprobs=template.top_logprobs)
 
     def render(i: int) -> ChatRequest:
         c = comparisons[i]
@@ -79,7 +83,7 @@ def prepare(
                 memo[c.item_uid, c.shown] = messages
         return options.request(
             messages,
-            identity.model,
+            identity,
             sample_index=c.sample_index,
             max_tokens=template.max_tokens,
             top_logprobs=template.top_logprobs,

@@ -21,6 +21,9 @@ class Counters:
     cached_input_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
     output_tokens: int = 0
     spent_usd: float = 0.0
+    # False when no price is known for the judge: spent_usd is then not a bill ("cost unknown")
+    priced: bool = True
+    reasoning_tokens: int = 0  # of output_tokens: spent thinking (billed as output)
     retries: int = 0  # the judge's retries during this run (429/5xx/timeouts/resets)
     started: float = field(default_factory=time.monotonic)
 
@@ -28,8 +31,13 @@ class Counters:
     def done(self) -> int:
         return self.cache_hits + self.answered + self.failed
 
-    def counts(self) -> dict[str, int | float]:
-        """The manifest's record of them."""
+    @property
+    def spent(self) -> float | None:
+        """USD spent, or None when the judge's price is unknown."""
+        return self.spent_usd if self.priced else None
+
+    def counts(self) -> dict[str, int | float | None]:
+        """The manifest's record of them (spent_usd None: cost unknown)."""
         return {
             "requests": self.total,
             "cache_hits": self.cache_hits,
@@ -39,7 +47,8 @@ class Counters:
             "input_tokens": self.input_tokens,
             "cached_input_tokens": self.cached_input_tokens,
             "output_tokens": self.output_tokens,
-            "spent_usd": self.spent_usd,
+            "reasoning_tokens": self.reasoning_tokens,
+            "spent_usd": self.spent,
         }
 
 
@@ -99,7 +108,7 @@ class ProgressView:
         info = (
             f"hits {c.cache_hits}  {c.sent / elapsed:.0f} req/s  retries {c.retries}  "
             f"failed {c.failed}  {_short(c.input_tokens + c.output_tokens)} tok  "
-            f"${c.spent_usd:.2f}"
+            + (f"${c.spent_usd:.2f}" if c.priced else "cost unknown")
         )
         self._progress.update(self._task, completed=c.done, info=info)
 

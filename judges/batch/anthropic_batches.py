@@ -45,8 +45,13 @@ class AnthropicBatches:
 
         self.judge = judge
         self.sdk = anthropic
+        # the judge's anthropic-version: a batch's lines are read under the create request's
         self.client = anthropic.AsyncAnthropic(
-            base_url=base_url, api_key=api_key, max_retries=2, timeout=timeout_s
+            base_url=base_url,
+            api_key=api_key,
+            max_retries=2,
+            timeout=timeout_s,
+            default_headers=judge.api_headers(),
         )
 
     def line(self, key: str, request: ChatRequest) -> bytes:

@@ -5,7 +5,7 @@ A line's `custom_id` is its cache key: SHA-256 hex, 64 characters of [0-9a-f], w
 providers' rule (Anthropic: `^[a-zA-Z0-9_-]{1,64}$`; OpenAI takes any string), so no mapping is
 needed and results map back to the cache by id alone. `check_custom_id` guards that assumption.
 
-An errored line is read with the online judge's rules (`http_judge.classify_status`): a refusal
+An errored line is read with the online judge's rules (`http.status.classify_status`): a refusal
 (context too long, content filter) or a rejected request becomes an invalid comparison with the
 provider's reason; what online would retry (429, 5xx, overloaded) is `transient` and goes into
 the next batch of the same run (up to `MAX_ROUNDS` batches; then it is invalid with the reason);
@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from ..base import Completion
 from ..errors import JudgeSetupError, UserError
-from ..http_judge import classify_status, error_message
+from ..http.status import classify_status, error_message
 from ..limits import TransientError
 
 # how many batches one run tries a transiently failing line in before it counts it invalid
@@ -96,9 +96,9 @@ class LineOutcome:
 
 def http_outcome(key: str, status: int, body: object, *, who: str, key_hint: str) -> LineOutcome:
     """A line the provider answered with an HTTP error, read as the online judge reads one."""
-    message, code = error_message(body, f"HTTP {status}")
+    message, code, param = error_message(body, f"HTTP {status}")
     try:
-        c = classify_status(status, message, code, None, who=who, key_hint=key_hint)
+        c = classify_status(status, message, code, None, who=who, key_hint=key_hint, param=param)
     except TransientError as exc:
         return LineOutcome(key, "transient", reason=exc.reason)
     except JudgeSetupError as exc:

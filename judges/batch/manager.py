@@ -50,6 +50,7 @@ class BatchOutcome:
     input_tokens: int = 0
     cached_input_tokens: int = 0
     output_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +274,7 @@ class BatchRunner:
         out.input_tokens += u.input_tokens
         out.cached_input_tokens += u.cached_input_tokens
         out.output_tokens += u.output_tokens
+        out.reasoning_tokens += u.reasoning_tokens
 
     def _sort(self, out: BatchOutcome, job: Job, o: LineOutcome) -> None:
         if o.kind == "failed" and o.completion is not None:

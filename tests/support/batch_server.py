@@ -215,6 +215,9 @@ class Job:
     error_file_id: str | None = None
     in_flight: int = 0
     ended_as: str = ""  # completed | expired | cancelled: what the unfinished lines become
+    # the create request's API headers (anthropic-version): every line is answered under them,
+    # so the backend checks a batch line by the same rules as an online request
+    headers: dict[str, str] = field(default_factory=dict)
 
     def counts(self) -> Counter[str]:
         c: Counter[str] = Counter()
@@ -322,15 +325,24 @@ async def _delay(st: State, what: str, request: web.Request | None = None) -> No
 # ---------------------------------------------------------------------------- answering
 
 
+# the request headers the backend's provider rules read (the API version)
+FORWARDED = ("anthropic-version",)
+
+
+def api_headers(request: web.Request) -> dict[str, str]:
+    return {h: request.headers[h] for h in FORWARDED if h in request.headers}
+
+
 async def answer(
-    app: web.Application, api: str, body: dict[str, Any], mode: str
+    app: web.Application, api: str, body: dict[str, Any], mode: str, headers: dict[str, str]
 ) -> tuple[int, Any]:
     """Ask the backend; account usage (with prompt caching) and billing. (status, body)."""
     st = app[STATE]
     backend = st.config["backend"]
     if not backend:
         raise web.HTTPInternalServerError(text="batch_server: no backend configured")
-    async with app[SESSION].post(backend.rstrip("/") + ONLINE_PATH[api], json=body) as resp:
+    url = backend.rstrip("/") + ONLINE_PATH[api]
+    async with app[SESSION].post(url, json=body, headers=headers) as resp:
         status = resp.status
         data = await resp.json(content_type=None)
     if status != 200 or not isinstance(data, dict):
@@ -385,7 +397,7 @@ async def online(request: web.Request, api: str) -> web.Response:
             resp.headers.update(st.limit.headers(api, retry_after=wait))
             return resp
         st.admitted.append((time.time(), charge))
-    status, data = await answer(request.app, api, body, "online")
+    status, data = await answer(request.app, api, body, "online", api_headers(request))
     resp = web.json_response(data, status=status)
     if st.limit is not None:
         resp.headers.update(st.limit.headers(api))
@@ -410,7 +422,7 @@ async def messages(request: web.Request) -> web.Response:
 
 async def _answer_line(app: web.Application, job: Job, line: Line) -> None:
     try:
-        status, data = await answer(app, job.api, line.body, "batch")
+        status, data = await answer(app, job.api, line.body, "batch", job.headers)
     except Exception as exc:  # the backend failed: a server error for this line
         status, data = 500, {"error": {"message": f"backend failed: {exc}", "type": "server_error"}}
     line.result = ("answer", status, data)
@@ -830,6 +842,7 @@ async def create_message_batch(request: web.Request) -> web.Response:
         lines.append(Line(cid, params))
     now = st.now()
     job = Job("anthropic", f"msgbatch_{uuid.uuid4().hex[:24]}", now, lines, "in_progress")
+    job.headers = api_headers(request)
     job.at["in_progress"] = now
     st.jobs[job.id] = job
     await _delay(st, "after_create")

@@ -22,16 +22,19 @@ def rmb_run_cmd(
     cache: str = "cache",
     concurrency: int | None = None,
     bootstrap: int = 50,
+    judge: str | None = None,
+    base_url: str | None = None,
+    quiet: bool = True,
 ) -> list[str]:
-    """`rmb run` with an OpenAI judge at the loopback server, a cache and runs directory under
-    `tmp`, quiet; `extra` flags last (they win)."""
+    """`rmb run` with an OpenAI judge (or `judge`, a full spec, at `base_url`) at the loopback
+    server, a cache and runs directory under `tmp`, quiet; `extra` flags last (they win)."""
     return [
         *prog,
         "run",
         "--judge",
-        f"openai:{model}",
+        judge or f"openai:{model}",
         "--base-url",
-        srv.openai_base_url,
+        base_url or srv.openai_base_url,
         "--api-key-env",
         key_env,
         "--data",
@@ -43,6 +46,6 @@ def rmb_run_cmd(
         *(("--concurrency", str(concurrency)) if concurrency is not None else ()),
         "--bootstrap",
         str(bootstrap),
-        "--quiet",
+        *(("--quiet",) if quiet else ()),
         *extra,
     ]

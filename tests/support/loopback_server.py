@@ -31,7 +31,10 @@ configuration and clears the stats; ``GET /_stats`` reads the counters):
   ``reset`` (TCP reset, no response), ``malformed`` (200 with a truncated JSON body),
   ``unparseable`` (200, judge text with no verdict), ``context_length`` (400 context too long),
   ``content_filter`` (OpenAI: 400 with code content_filter; Anthropic: stop_reason refusal),
-  ``length`` (200, answer cut at half, finish_reason length), ``empty`` (200, empty text).
+  ``length`` (200, answer cut at half, finish_reason length), ``empty`` (200, empty text),
+  ``credit`` (out of money: Anthropic 400 "Your credit balance is too low", OpenAI 429
+  insufficient_quota), ``billing402`` (402 billing_error), ``no_message`` (200 whose choice has
+  no message / no content), ``html`` (400 with an nginx HTML page as body).
 - ``script``: a list of kinds (or ``"ok"``) used, in order, by the next requests before the
   random ``faults`` apply again: deterministic fault sequences for retry tests.
 - ``expected_key``: any other key gets 401 (``x-api-key`` or ``Authorization: Bearer``).
@@ -48,6 +51,16 @@ configuration and clears the stats; ``GET /_stats`` reads the counters):
   ``fixed:TEXT`` (always TEXT).
 - ``reasoning``: ``none`` | ``field`` (OpenAI-compatible ``reasoning_content`` / Anthropic
   ``thinking`` block) | ``think`` (``<think>…</think>`` before the answer text).
+- ``rules`` (default true): enforce what the live APIs document per model family and API
+  version, with their error bodies (see "provider rules" below): OpenAI reasoning models
+  (o-series, gpt-5, gpt-5.1..5.5, gpt-5.6/gpt-6) reject ``max_tokens``, temperature other than
+  1 (gpt-5.1..5.5: except at effort none), logprobs unless the effort is none, efforts the
+  model lacks; Anthropic needs ``anthropic-version``; 2026-10-21 rejects temperature/top_p/top_k
+  on every model, 2023-06-01 on Opus 4.7+ and the 5 generation; thinking modes per model;
+  Gemini (``gemini-*``) rejects logprobs with a JSON *list* error body. Reasoning models spend
+  tokens thinking (by effort; Claude 5 thinks by default): too small a limit leaves an empty,
+  billed answer with finish_reason ``length``. A system prompt seen before is reported as
+  cached input (``prompt_tokens_details.cached_tokens`` / ``cache_read_input_tokens``).
 - Answers longer than the request's ``max_tokens`` (1 token ≈ one word piece) are cut with
   finish_reason ``length``. ``logprobs``/``top_logprobs`` come back in OpenAI's shape; at the
   verdict position the alternatives are the other labels.
@@ -106,6 +119,7 @@ DEFAULTS: dict[str, Any] = {
     "max_context_chars": None,
     "policy": "hash",
     "reasoning": "none",
+    "rules": True,
 }
 
 FAULT_KINDS = (
@@ -122,6 +136,10 @@ FAULT_KINDS = (
     "content_filter",
     "length",
     "empty",
+    "credit",
+    "billing402",
+    "no_message",
+    "html",
 )
 
 # the sampling fields that change an answer (besides model and messages)
@@ -135,6 +153,8 @@ SAMPLING_FIELDS = (
     "top_logprobs",
     "response_format",
 )
+# reasoning controls: part of the key when sent (keys of requests without them are unchanged)
+REASONING_FIELDS = ("reasoning_effort", "verbosity", "thinking", "output_config")
 
 
 def request_key(body: dict[str, Any]) -> str:
@@ -144,6 +164,9 @@ def request_key(body: dict[str, Any]) -> str:
     for m in body.get("messages", ()):
         h.update(f"\x00{m.get('role')}\x01{_content_text(m.get('content'))}".encode())
     h.update(repr(tuple(body.get(k) for k in SAMPLING_FIELDS)).encode())
+    reasoning = tuple(body.get(k) for k in REASONING_FIELDS)
+    if any(v is not None for v in reasoning):
+        h.update(repr(reasoning).encode())
     return h.hexdigest()
 
 
@@ -285,6 +308,159 @@ def openai_logprobs(
     return {"content": content, "refusal": None}
 
 
+# ---------------------------------------------------------------------------- provider rules
+# What the live APIs answer to a request they do not take, per model family and API version,
+# as their documentation and users' reports give it (checked 2026-12): OpenAI's reasoning guide
+# and openai-python 3.57 `completion_create_params.py`; Anthropic's versioning page, the
+# 2026-10-21 migration guide and the Opus 4.7 / Opus 5 migration guides; error texts as
+# reported in public issues. Written from those sources, not from judges/models.py, so a judge
+# that sends what the API refuses fails here the way it would there.
+
+Rejection = tuple[int, str, str, str | None, str | None]  # status, message, type, code, param
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIModel:
+    efforts: tuple[str, ...]  # () = not a reasoning model
+    default_effort: str | None
+    sampling_at_none: bool  # temperature/top_p taken at effort none (gpt-5.1..5.5)
+    logprobs_at_none: bool  # logprobs taken at effort none (gpt-5.1 and later)
+
+
+_FIVE = ("none", "low", "medium", "high", "xhigh")
+OPENAI_MODELS: tuple[tuple[str, OpenAIModel], ...] = (
+    (r"gpt-(?:5\.6|6)(?:$|[-.])", OpenAIModel(_FIVE, "none", False, True)),
+    (r"gpt-5\.[2-5](?:$|[-.])", OpenAIModel(_FIVE, "none", True, True)),
+    (r"gpt-5\.1(?:$|-)", OpenAIModel(("none", "low", "medium", "high"), "none", True, True)),
+    (r"gpt-5-chat", OpenAIModel((), None, True, True)),
+    (r"gpt-5-pro", OpenAIModel(("high",), "high", False, False)),
+    (r"gpt-5(?:$|-)", OpenAIModel(("minimal", "low", "medium", "high"), "medium", False, False)),
+    (r"o\d(?:$|-)", OpenAIModel(("low", "medium", "high"), "medium", False, False)),
+)
+# tokens a model spends reasoning before it answers, by effort
+THINK_TOKENS = {"minimal": 40, "low": 300, "medium": 1200, "high": 2500, "xhigh": 6000, "max": 9000}
+
+
+def _openai_model(model: str) -> OpenAIModel | None:
+    bare = model.rsplit("/", 1)[-1].lower()
+    return next((m for pattern, m in OPENAI_MODELS if re.match(pattern, bare)), None)
+
+
+def openai_rejection(body: dict[str, Any]) -> Rejection | None:
+    model = str(body.get("model", ""))
+    if model.startswith("gemini-") and body.get("logprobs"):
+        # Gemini's OpenAI endpoint: a JSON list of Google error objects (see `_error`)
+        return 400, "Request contains an invalid argument.", "INVALID_ARGUMENT", None, None
+    spec = _openai_model(model)
+    if spec is None:
+        return None
+    bad_param = "invalid_request_error", "unsupported_parameter"
+    if not spec.efforts:
+        for field_name in ("reasoning_effort", "verbosity"):
+            if field_name in body:
+                msg = f"Unsupported parameter: '{field_name}' is not supported with this model."
+                return 400, msg, *bad_param, field_name
+        return None
+    if "max_tokens" in body:
+        msg = (
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead."
+        )
+        return 400, msg, *bad_param, "max_tokens"
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in spec.efforts:
+        allowed = ", ".join(f"'{e}'" for e in spec.efforts)
+        msg = (
+            f"Unsupported value: '{effort}' is not supported with the '{model}' model. "
+            f"Supported values are: {allowed}."
+        )
+        return 400, msg, "invalid_request_error", "unsupported_value", "reasoning_effort"
+    at_none = (effort or spec.default_effort) == "none"
+    for field_name in ("temperature", "top_p"):
+        value = body.get(field_name)
+        if value is not None and value != 1 and not (spec.sampling_at_none and at_none):
+            msg = (
+                f"Unsupported value: '{field_name}' does not support {value} with this model. "
+                "Only the default (1) value is supported."
+            )
+            return 400, msg, "invalid_request_error", "unsupported_value", field_name
+    if body.get("logprobs") and not (spec.logprobs_at_none and at_none):
+        msg = "Unsupported parameter: 'logprobs' is not supported with this model."
+        return 400, msg, *bad_param, "logprobs"
+    return None
+
+
+def openai_think_tokens(body: dict[str, Any]) -> int:
+    spec = _openai_model(str(body.get("model", "")))
+    if spec is None or not spec.efforts:
+        return 0
+    return THINK_TOKENS.get(body.get("reasoning_effort") or spec.default_effort or "none", 0)
+
+
+ANTHROPIC_VERSIONS = ("2023-06-01", "2026-10-21")
+_NO_SAMPLING = re.compile(r"claude-(?:opus-4-[7-9]|(?:opus|sonnet|haiku|fable)-5)")
+_THINKS_BY_DEFAULT = re.compile(r"claude-(?:opus|sonnet|haiku|fable)-5")
+_ADAPTIVE = re.compile(r"claude-(?:(?:opus|sonnet)-4-6|opus-4-[7-9]|(?:opus|sonnet|haiku|fable)-5)")
+_EFFORT = re.compile(r"claude-(?:opus-4-[5-9]|sonnet-4-6|(?:opus|sonnet|haiku|fable)-5)")
+
+
+def anthropic_rejection(body: dict[str, Any], version: str | None) -> Rejection | None:
+    bad = "invalid_request_error", None, None
+    if not version:
+        return 400, "anthropic-version: header is required", *bad
+    if version not in ANTHROPIC_VERSIONS:
+        return 400, f"anthropic-version: '{version}' is not a valid version", *bad
+    model = str(body.get("model", ""))
+    for field_name in ("temperature", "top_p", "top_k"):
+        if field_name in body:
+            if version >= "2026-10-21":
+                return 400, f"{field_name}: Extra inputs are not permitted", *bad
+            if _NO_SAMPLING.match(model):
+                return 400, f"`{field_name}` is deprecated for this model.", *bad
+    thinking = body.get("thinking") or {}
+    kind = thinking.get("type")
+    effort = (body.get("output_config") or {}).get("effort")
+    if effort is not None and not _EFFORT.match(model):
+        return 400, "output_config.effort: This model does not support the effort parameter.", *bad
+    if kind == "enabled":
+        if _NO_SAMPLING.match(model):
+            msg = (
+                '"thinking.type.enabled" is not supported for this model. Use '
+                '"thinking.type.adaptive" and "output_config.effort" to control thinking behavior.'
+            )
+            return 400, msg, *bad
+        budget = int(thinking.get("budget_tokens") or 0)
+        if budget < 1024:
+            return (
+                400,
+                "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024",
+                *bad,
+            )
+        if budget >= int(body.get("max_tokens") or 0):
+            return 400, "`max_tokens` must be greater than `thinking.budget_tokens`.", *bad
+        if body.get("temperature", 1) != 1:
+            msg = "`temperature` may only be set to 1 when thinking is enabled."
+            return 400, msg, *bad
+    if kind == "adaptive" and not _ADAPTIVE.match(model):
+        return 400, "thinking.type: 'adaptive' is not supported for this model.", *bad
+    if kind == "disabled" and _THINKS_BY_DEFAULT.match(model) and effort in ("xhigh", "max"):
+        msg = f"thinking cannot be disabled at effort '{effort}': use effort 'high' or lower."
+        return 400, msg, *bad
+    return None
+
+
+def anthropic_think_tokens(body: dict[str, Any]) -> int:
+    """Thinking tokens spent: on when asked, and by default on the 5 generation."""
+    model = str(body.get("model", ""))
+    thinking = body.get("thinking") or {}
+    kind = thinking.get("type") or ("adaptive" if _THINKS_BY_DEFAULT.match(model) else None)
+    if kind == "enabled":
+        return min(int(thinking.get("budget_tokens") or 0), THINK_TOKENS["high"])
+    if kind == "adaptive":
+        return THINK_TOKENS.get((body.get("output_config") or {}).get("effort") or "high", 0)
+    return 0
+
+
 # ---------------------------------------------------------------------------- server state
 
 
@@ -304,6 +480,7 @@ class State:
         self.faults: Counter[str] = Counter()
         self.answers: Counter[str] = Counter()
         self.timestamps: deque[float] = deque(maxlen=200_000)
+        self.systems: set[str] = set()  # system prompts seen: reported as cached input
 
     def configure(self, changes: dict[str, Any]) -> None:
         unknown = set(changes) - set(DEFAULTS)
@@ -350,13 +527,61 @@ STATE = web.AppKey("state", State)
 
 
 def _error(
-    status: int, api: str, message: str, etype: str, code: str | None = None
+    status: int,
+    api: str,
+    message: str,
+    etype: str,
+    code: str | None = None,
+    param: str | None = None,
 ) -> web.Response:
+    """The provider's error body: Anthropic's, OpenAI's, or (api "gemini") the JSON list of
+    Google error objects that Gemini's OpenAI endpoint answers with."""
+    body: Any
     if api == "anthropic":
-        body: dict[str, Any] = {"type": "error", "error": {"type": etype, "message": message}}
+        body = {"type": "error", "error": {"type": etype, "message": message}}
+    elif api == "gemini":
+        body = [{"error": {"code": status, "message": message, "status": etype}}]
     else:
-        body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
+        body = {"error": {"message": message, "type": etype, "param": param, "code": code}}
     return web.json_response(body, status=status)
+
+
+def _rejected(request: web.Request, api: str, body: dict[str, Any]) -> web.Response | None:
+    if api == "anthropic":
+        found = anthropic_rejection(body, request.headers.get("anthropic-version"))
+    else:
+        found = openai_rejection(body)
+    if found is None:
+        return None
+    status, message, etype, code, param = found
+    if str(body.get("model", "")).startswith("gemini-"):
+        api = "gemini"
+    return _error(status, api, message, etype, code, param)
+
+
+_NGINX_400 = (
+    "<html>\r\n<head><title>400 Bad Request</title></head>\r\n<body>\r\n<center><h1>400 Bad "
+    "Request</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+def _billing(fault: str, api: str) -> web.Response:
+    """Out of money, as each provider says it (these must stop a run at once)."""
+    if fault == "billing402":
+        msg = "Your credit balance is too low to access the API. Please add credits."
+        return _error(402, api, msg, "billing_error", "insufficient_credits")
+    if api == "anthropic":
+        msg = (
+            "Your credit balance is too low to access the Anthropic API. Please go to "
+            "Plans & Billing to upgrade or purchase credits."
+        )
+        return _error(400, api, msg, "invalid_request_error")
+    msg = (
+        "You exceeded your current quota, please check your plan and billing details. For more "
+        "information on this error, read the docs: "
+        "https://platform.openai.com/docs/guides/error-codes/api-errors."
+    )
+    return _error(429, api, msg, "insufficient_quota", "insufficient_quota")
 
 
 def _mask(key: str) -> str:
@@ -420,12 +645,18 @@ async def _answer(request: web.Request, api: str, st: State, cfg: dict[str, Any]
         msg = f"The model `{model}` does not exist or you do not have access to it."
         etype = "not_found_error" if api == "anthropic" else "invalid_request_error"
         return _error(404, api, msg, etype, "model_not_found")
+    if cfg["rules"] and (rejected := _rejected(request, api, body)) is not None:
+        return rejected
     prompt = prompt_text(body)
     limit = cfg["max_context_chars"]
     fault = st.draw_fault()
     if fault:
         st.faults[fault] += 1
     request["fault"] = fault
+    if fault in ("credit", "billing402"):
+        return _billing(fault, api)
+    if fault == "html":
+        return web.Response(status=400, text=_NGINX_400, content_type="text/html")
     if fault == "context_length" or (limit is not None and len(prompt) > limit):
         n = len(prompt) // 4
         if api == "anthropic":
@@ -490,8 +721,12 @@ async def _answer(request: web.Request, api: str, st: State, cfg: dict[str, Any]
         text = judge_text(fmt, choice, h)
     tokens = tokenize(text)
     max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 1 << 30)
+    think = 0
+    if cfg["rules"]:  # reasoning spends the same token limit before the answer starts
+        think = anthropic_think_tokens(body) if api == "anthropic" else openai_think_tokens(body)
+        think = min(think, max_tokens)
     finish = "stop"
-    cut = len(tokens) // 2 if fault == "length" else max_tokens
+    cut = len(tokens) // 2 if fault == "length" else max_tokens - think
     if len(tokens) > cut:
         tokens, finish = tokens[:cut], "length"
         text = "".join(tokens)
@@ -500,15 +735,35 @@ async def _answer(request: web.Request, api: str, st: State, cfg: dict[str, Any]
         reasoning = "Let me compare the responses against the user's request before deciding."
         if cfg["reasoning"] == "think":
             text, reasoning = f"<think>{reasoning}</think>\n{text}", None
-    usage_in, usage_out = max(1, len(prompt) // 4), len(tokens)
+    usage_in, usage_out = max(1, len(prompt) // 4), len(tokens) + think
+    system = _content_text(body.get("system")) or next(
+        (
+            _content_text(m.get("content"))
+            for m in body.get("messages", ())
+            if m.get("role") == "system"
+        ),
+        "",
+    )
+    cached = len(system) // 4 if system in st.systems else 0
+    st.systems.add(system)
     filtered = fault == "content_filter"  # anthropic: a refusal stop reason
     if filtered:
         text, usage_out = "", 0
     if finish == "stop" and not filtered and fault != "empty":
         st.answers[key] += 1
 
+    if fault == "no_message":  # answered (and billed) with nothing in it
+        if api == "anthropic":
+            return web.json_response({"id": f"msg_{key[:24]}", "type": "message", "usage": {}})
+        usage = {"prompt_tokens": usage_in, "completion_tokens": 0, "total_tokens": usage_in}
+        empty_choice = {"index": 0, "finish_reason": "stop"}
+        return web.json_response(
+            {"id": f"chatcmpl-{key[:24]}", "choices": [empty_choice], "usage": usage}
+        )
     if api == "anthropic":
         blocks: list[dict[str, Any]] = []
+        if think:  # Claude 5 omits the thinking text by default: an empty block, signed
+            blocks.append({"type": "thinking", "thinking": "", "signature": "loopback"})
         if reasoning:
             blocks.append({"type": "thinking", "thinking": reasoning, "signature": "loopback"})
         if text:
@@ -523,7 +778,11 @@ async def _answer(request: web.Request, api: str, st: State, cfg: dict[str, Any]
                 "content": blocks,
                 "stop_reason": stop,
                 "stop_sequence": None,
-                "usage": {"input_tokens": usage_in, "output_tokens": usage_out},
+                "usage": {
+                    "input_tokens": usage_in - cached,
+                    "cache_read_input_tokens": cached,
+                    "output_tokens": usage_out,
+                },
             }
         )
     message: dict[str, Any] = {"role": "assistant", "content": text}
@@ -544,6 +803,8 @@ async def _answer(request: web.Request, api: str, st: State, cfg: dict[str, Any]
                 "prompt_tokens": usage_in,
                 "completion_tokens": usage_out,
                 "total_tokens": usage_in + usage_out,
+                "prompt_tokens_details": {"cached_tokens": cached},
+                "completion_tokens_details": {"reasoning_tokens": think},
             },
         }
     )

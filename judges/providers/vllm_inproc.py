@@ -15,7 +15,9 @@ decoded_token)}` per generated position, holding the top-k and the sampled token
 Run for real on CPU (issue 9): on vLLM's CPU platform the engine defaults to eager mode (graph
 compilation takes minutes there) and a 2 GiB KV cache; a local model folder is loaded offline.
 A prompt longer than the context would make vLLM reject the whole batch, so such a request is
-answered "refused" before the batch is sent. `$RMB_VLLM_ENGINE_ARGS` (a JSON object of `LLM()`
+answered "refused" before the batch is sent; should vLLM still reject a batch, its requests are
+sent one by one and only the one it rejects is refused. A request's `chat_template_kwargs`
+(e.g. `{"enable_thinking": false}` for Qwen3) go to `LLM.chat` with its batch. `$RMB_VLLM_ENGINE_ARGS` (a JSON object of `LLM()`
 arguments) adds or overrides engine arguments."""
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ import importlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .base import (
+from ..base import (
     ChatRequest,
     Completion,
     FinishReason,
@@ -41,7 +43,7 @@ from .base import (
     TokenLogprob,
     Usage,
 )
-from .errors import JudgeSetupError
+from ..errors import JudgeSetupError
 
 # how long `complete` waits for company before sending a batch (requests that arrive while a
 # batch runs join the next one anyway)
@@ -124,11 +126,9 @@ def runtime_env(model: str) -> dict[str, str]:
 def sampling_params_for(request: ChatRequest) -> dict[str, Any]:
     """The `vllm.SamplingParams` keyword arguments for a request (pure; no vllm needed).
     JSON mode becomes `structured_outputs={"json_object": True}` (a StructuredOutputsParams)."""
-    params: dict[str, Any] = {
-        "n": 1,
-        "temperature": request.temperature,
-        "max_tokens": request.max_tokens,
-    }
+    params: dict[str, Any] = {"n": 1, "max_tokens": request.max_tokens}
+    if request.temperature is not None:  # None: vLLM's (the model's) default
+        params["temperature"] = request.temperature
     if request.seed is not None:
         params["seed"] = request.seed
     if request.top_logprobs is not None:
@@ -218,9 +218,13 @@ def too_long(llm: Any, request: ChatRequest) -> str | None:
     if sum(len(m.content.encode()) + 32 for m in request.messages) + 64 < limit:
         return None
     ids = llm.get_tokenizer().apply_chat_template(
-        conversation(request), add_generation_prompt=True, tokenize=True
+        conversation(request),
+        add_generation_prompt=True,
+        tokenize=True,
+        **(request.chat_template_kwargs or {}),
     )
-    n = len(ids["input_ids"] if isinstance(ids, dict) else ids)
+    # transformers 5 returns a BatchEncoding (a UserDict, not a dict: its len() is its keys)
+    n = len(ids["input_ids"] if isinstance(ids, Mapping) else ids)
     if n < limit:
         return None
     return f"context too long: the prompt has {n} tokens and the model's context {limit}"
@@ -303,18 +307,46 @@ class VLLMJudge:
                 out[i] = Completion(
                     text="", finish_reason="refused", error=why, created_at=time.time()
                 )
-        if send:
-            start = time.perf_counter()
+        groups: dict[str, list[int]] = {}  # LLM.chat takes one chat_template_kwargs per call
+        for i in send:
+            groups.setdefault(
+                json.dumps(requests[i].chat_template_kwargs, sort_keys=True), []
+            ).append(i)
+        for group in groups.values():
+            for i, c in zip(group, self._chat(llm, [requests[i] for i in group]), strict=True):
+                out[i] = c
+        return [c for c in out if c is not None]
+
+    def _chat(self, llm: Any, requests: Sequence[ChatRequest]) -> list[Completion]:
+        """One LLM.chat; if vLLM rejects the batch (a prompt the guard missed), each request
+        alone, so only the one it rejects is refused."""
+        start = time.perf_counter()
+        try:
             results = llm.chat(
-                [conversation(requests[i]) for i in send],
-                sampling_params=[self._sampling_params(requests[i]) for i in send],
+                [conversation(r) for r in requests],
+                sampling_params=[self._sampling_params(r) for r in requests],
+                chat_template_kwargs=requests[0].chat_template_kwargs,
                 use_tqdm=False,
             )
-            latency = time.perf_counter() - start
-            now = time.time()
-            for i, res in zip(send, results, strict=True):
-                out[i] = replace(completion_from_output(res), latency_s=latency, created_at=now)
-        return [c for c in out if c is not None]
+        except ValueError as exc:
+            if len(requests) > 1:
+                return [c for r in requests for c in self._chat(llm, [r])]
+            why = str(exc)
+            reason = "context too long" if "length" in why or "context" in why else "rejected"
+            return [
+                Completion(
+                    text="",
+                    finish_reason="refused",
+                    error=f"{reason}: {why}",
+                    created_at=time.time(),
+                )
+            ]
+        latency = time.perf_counter() - start
+        now = time.time()
+        return [
+            replace(completion_from_output(res), latency_s=latency, created_at=now)
+            for res in results
+        ]
 
     async def complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         if not requests:

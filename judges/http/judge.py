@@ -1,266 +1,47 @@
-"""What every HTTP judge shares: limits, the retry loop, stats, and how an HTTP failure is read.
+"""The HTTP judge: limits, the retry loop, stats and cost, for every backend that speaks HTTP.
 
-A backend subclasses `HttpJudge` and implements `_send(request) -> Completion`, raising
-`TransientError` for what is worth retrying and `JudgeSetupError` for what stops the run;
-`complete()` does the rest. `classify_status` turns an HTTP error into one of three outcomes:
-stop the run (bad key, unknown model, bad parameter, no quota), retry (429, 408/409, 5xx), or
-answer with a marked completion (the judge refused: context too long, content filter); both
-transports of a backend (its SDK, or `LeanSession`) end in `HttpJudge.status_failure` and
-`parse_body`, so they fail, retry and redact alike."""
+A backend (judges/providers/) subclasses `HttpJudge` and writes its body and its parse; this
+class sends them over either transport (the SDK's raw `post()`, or `LeanSession`), retries what
+`status.classify_status` calls transient, stops on what it calls fatal, and stops too when the
+API rejects the same request shape over and over (`status.RejectionStreak`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import email.utils
 import logging
 import os
-import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
-from types import ModuleType
 from typing import Any, Self
 
-import orjson
-
-from .base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, JudgeStats, Usage
-from .errors import JudgeSetupError
-from .limits import MAX_RETRY_AFTER_S, Limiter, TransientError, estimate_tokens, retry_policy
-from .pacing import Pacer
-from .pricing import cost_usd
+from ..base import ChatRequest, Completion, JudgeIdentity, JudgeOptions, JudgeStats, Usage
+from ..errors import JudgeSetupError
+from ..limits import Limiter, TransientError, estimate_tokens, retry_policy
+from ..pacing import Pacer
+from ..pricing import FREE, rates_of
+from .status import (
+    RejectionStreak,
+    classify_status,
+    connection_failure,
+    error_message,
+    parse_retry_after,
+)
+from .transport import (
+    SDK_HTTP,
+    LeanSession,
+    error_body,
+    parse_body,
+    sdk_http_client,
+    without_telemetry,
+)
 
 log = logging.getLogger("judges")
 # the status and headers of the attempt this task is making (None, None: no response)
 _RESPONSE: contextvars.ContextVar[tuple[int | None, Mapping[str, str] | None]] = (
     contextvars.ContextVar("rmb_http_response", default=(None, None))
 )
-
-_CONTEXT = re.compile(
-    r"context[ _-]?(?:length|size|window)|maximum context|prompt is too long|too many tokens"
-    r"|input is too long|request too large|too large for model",
-    re.I,
-)
-_FILTER = re.compile(r"content[ _-]?(?:filter|management|policy)|safety system|flagged", re.I)
-# llama.cpp and some other servers answer a request they cannot read with HTTP 500
-_INVALID_500 = re.compile(
-    r"invalid|malformed|validation|cannot parse|failed to parse|unsupported|not supported|"
-    r"must be|is required|missing",
-    re.I,
-)
-_PARAM = re.compile(
-    r"unsupported (?:parameter|value)|not supported|unrecognized|unknown (?:param|field)|extra (?:inputs|fields)",
-    re.I,
-)
-
-
-def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `Retry-After` (seconds or an HTTP date)."""
-    if not headers:
-        return None
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / scale)
-        except ValueError:
-            if name == "retry-after":
-                parsed = email.utils.parsedate_tz(value)
-                if parsed is not None:
-                    return max(0.0, email.utils.mktime_tz(parsed) - time.time())
-    return None
-
-
-def connection_failure(exc: BaseException, timeout_s: float) -> str:
-    """Say what really happened: the SDKs' aiohttp transport reports a dropped connection as a
-    connect timeout, so look at the root cause."""
-    chain = [exc]
-    while chain[-1].__cause__ is not None:
-        chain.append(chain[-1].__cause__)
-    # aiohttp's total timeout is a TimeoutError caused by a CancelledError: any link counts
-    if any(isinstance(e, TimeoutError) or "timeout" in type(e).__name__.lower() for e in chain):
-        return f"no answer within {timeout_s:g} s"
-    root = chain[-1]
-    return f"connection failed: {type(root).__name__}: {root}"
-
-
-def error_message(body: object, fallback: str) -> tuple[str, str | None]:
-    """(message, code) from an OpenAI- or Anthropic-shaped error body."""
-    if isinstance(body, Mapping):
-        err = body.get("error", body)
-        if isinstance(err, Mapping):
-            msg = err.get("message")
-            code = err.get("code") or err.get("type")
-            return (str(msg) if msg else fallback), (str(code) if code else None)
-        if isinstance(err, str):
-            return err, None
-    if isinstance(body, str) and body.strip():
-        return body.strip()[:500], None
-    return fallback, None
-
-
-def classify_status(
-    status: int,
-    message: str,
-    code: str | None,
-    retry_after: float | None,
-    *,
-    who: str,
-    key_hint: str,
-) -> Completion:
-    """Map an HTTP error to a refused/error Completion, or raise TransientError or
-    JudgeSetupError. `who` names the judge (provider:model@url); `key_hint` says where the key
-    comes from. `message` must already be redacted."""
-    text = f"HTTP {status}: {message}"
-    code = (code or "").lower()
-    if status in (401, 403):
-        raise JudgeSetupError(f"{who}: the API key was rejected ({text}). Check {key_hint}.")
-    if status == 404:
-        raise JudgeSetupError(
-            f"{who}: not found ({text}). Check the model name and the base URL "
-            "(an OpenAI-compatible URL usually ends in /v1)."
-        )
-    if status == 429 and ("insufficient_quota" in code or "quota" in message.lower()):
-        raise JudgeSetupError(f"{who}: out of quota ({text}). Check the account's billing.")
-    if status in (400, 413, 422):
-        if "context" in code or _CONTEXT.search(message) or status == 413:
-            return Completion(text="", finish_reason="refused", error=f"context too long: {text}")
-        if "content_filter" in code or _FILTER.search(message):
-            return Completion(text="", finish_reason="refused", error=f"content filter: {text}")
-        if _PARAM.search(message):
-            raise JudgeSetupError(
-                f"{who}: the server does not accept a request option ({text}). "
-                "Change the judge options (temperature, seed, logprobs, JSON mode)."
-            )
-        return Completion(text="", finish_reason="error", error=f"request rejected: {text}")
-    if status == 500 and _INVALID_500.search(message):
-        return Completion(text="", finish_reason="error", error=f"request rejected: {text}")
-    if status in (408, 409, 429) or status >= 500:
-        if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
-            return Completion(
-                text="", finish_reason="error", error=f"{text} (asked to wait {retry_after:.0f} s)"
-            )
-        raise TransientError(text, retry_after)
-    return Completion(text="", finish_reason="error", error=text)
-
-
-# the SDKs' HTTP client: "aiohttp" (the default: measured faster, see bench/transport.py) or
-# "httpx" (the SDKs' own)
-SDK_HTTP = "aiohttp"
-
-
-def sdk_http_client(sdk: ModuleType, options: JudgeOptions, transport: str) -> Any:
-    """The `openai`/`anthropic` SDK's HTTP client, sized so that every request in flight keeps
-    its connection alive between requests."""
-    import httpx2  # ~13 MB: only the SDK transports need it, never the lean one
-
-    n = options.concurrency + 4
-    cls = sdk.DefaultAioHttpClient if transport == "aiohttp" else sdk.DefaultAsyncHttpxClient
-    return cls(
-        limits=httpx2.Limits(max_connections=n, max_keepalive_connections=n),
-        timeout=httpx2.Timeout(options.timeout_s, connect=min(10.0, options.timeout_s)),
-    )
-
-
-# SDK telemetry headers (`X-Stainless-*`): no server needs them; each costs header handling on
-# every request. `Omit()` in default_headers is the SDKs' documented way to drop a header.
-TELEMETRY_HEADERS = (
-    "X-Stainless-Lang",
-    "X-Stainless-Package-Version",
-    "X-Stainless-OS",
-    "X-Stainless-Arch",
-    "X-Stainless-Runtime",
-    "X-Stainless-Runtime-Version",
-    "X-Stainless-Async",
-)
-
-
-def without_telemetry(sdk: ModuleType) -> Any:
-    return {h: sdk.Omit() for h in TELEMETRY_HEADERS}
-
-
-class MemoURL:
-    """Mixin for an SDK client class: a judge posts to one path, so the SDK's per-request URL
-    merge (a full URL parse, ~12% of the client's Python calls per request) is done once."""
-
-    def _prepare_url(self, url: str) -> Any:
-        memo: dict[str, Any] = self.__dict__.setdefault("_rmb_url_memo", {})
-        if url not in memo:
-            memo[url] = super()._prepare_url(url)  # type: ignore[misc]
-        return memo[url]
-
-
-class LeanSession:
-    """The lean transport: one shared `aiohttp.ClientSession` per judge (keep-alive pool sized to
-    the concurrency), JSON bodies by orjson. Per request it costs about a quarter of the SDK's
-    client CPU (bench/throughput.py), which is what caps a 2-core machine against a fast local
-    server. aiohttp is imported at the first request: a cached rerun never sends."""
-
-    def __init__(self, base_url: str, headers: Mapping[str, str], options: JudgeOptions) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.headers = {"Content-Type": "application/json", **headers}
-        self.options = options
-        self._session: Any = None
-        self._urls: dict[str, Any] = {}
-        self._errors: tuple[type[BaseException], ...] = ()  # aiohttp's, set by _open
-
-    def _open(self) -> Any:
-        import aiohttp
-
-        n = self.options.concurrency + 4
-        t = self.options.timeout_s
-        self._session = aiohttp.ClientSession(
-            headers=self.headers,
-            connector=aiohttp.TCPConnector(limit=n, limit_per_host=n),
-            timeout=aiohttp.ClientTimeout(total=t, connect=min(10.0, t)),
-            skip_auto_headers=("User-Agent",),
-            cookie_jar=aiohttp.DummyCookieJar(),  # a judge keeps no cookies: skip the jar
-        )
-        self._errors = (aiohttp.ClientError, TimeoutError)
-        return self._session
-
-    async def post(self, path: str, body: Any) -> tuple[int, bytes, Mapping[str, str]]:
-        """(status, raw body, headers); a connection failure or timeout is a TransientError."""
-        session = self._session or self._open()
-        url = self._urls.get(path)
-        if url is None:  # parsed once: yarl's URL parse is a measurable share per request
-            import yarl
-
-            url = self._urls[path] = yarl.URL(self.base_url + path)
-        try:
-            async with session.post(url, data=orjson.dumps(body)) as resp:
-                return resp.status, await resp.read(), resp.headers
-        except self._errors as exc:
-            raise TransientError(connection_failure(exc, self.options.timeout_s)) from None
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def forget(self) -> None:
-        """Let go of a session whose event loop is gone (it cannot be closed there); the next
-        request opens a new one."""
-        if self._session is not None:
-            self._session.detach()  # marks it closed without its loop
-            self._session = None
-
-
-def error_body(raw: bytes) -> object:
-    """An error response's body: its JSON when it is JSON, else its text."""
-    try:
-        return orjson.loads(raw)
-    except ValueError:
-        return raw.decode("utf-8", "replace")
-
-
-def parse_body(raw: bytes | str, parse: Callable[[Any], Completion]) -> Completion:
-    """A success body -> Completion; a garbled one (bad JSON, wrong shape) is worth a retry."""
-    try:
-        return parse(orjson.loads(raw))
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise TransientError(f"malformed response body ({type(exc).__name__}: {exc})") from None
 
 
 # what a server run on this machine accepts as a key when none is set
@@ -344,14 +125,15 @@ class HttpJudge:
         self._loop: asyncio.AbstractEventLoop | None = None  # the one its parts are bound to
         self.key_hint = key_hint
         self._secret = api_key
-        # a server on this machine (or a free provider) costs nothing: skip the price lookup,
-        # whose URL check is measurable per request
-        self._free = cost_usd(self.identity, Usage(1_000_000, 1_000_000)) == 0.0
+        # looked up once (a server on this machine is FREE; None: no price is known)
+        self.rates = rates_of(self.identity)
+        self.streak = RejectionStreak()
+        self._probe: asyncio.Lock | None = None  # one request at a time while rejections last
         self.transport = choose_transport(self.provider, options, self.hosted)
         self._base_url, self._sdk_http = base_url, sdk_http
         self.client = None
         self.lean = (
-            LeanSession(base_url, self.auth_headers(api_key), options)
+            LeanSession(base_url, {**self.auth_headers(api_key), **self.api_headers()}, options)
             if self.transport == "lean"
             else None
         )
@@ -366,6 +148,10 @@ class HttpJudge:
     def auth_headers(self, api_key: str) -> dict[str, str]:
         """The headers the lean transport authenticates with."""
         raise NotImplementedError
+
+    def api_headers(self) -> dict[str, str]:
+        """Headers both transports send besides auth (e.g. the API version)."""
+        return {}
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         raise NotImplementedError
@@ -384,7 +170,7 @@ class HttpJudge:
             api_key=self._secret,
             max_retries=0,
             timeout=self.options.timeout_s,
-            default_headers=without_telemetry(sdk),
+            default_headers={**without_telemetry(sdk), **self.api_headers()},
             http_client=sdk_http_client(sdk, self.options, self._sdk_http),
         )
         return self.client
@@ -436,7 +222,9 @@ class HttpJudge:
         if self._loop is not None:
             self.limiter = self._new_limiter()
             self._drop_clients()
+            self.streak = RejectionStreak()  # a new run starts with a clean record
         self._loop = loop
+        self._probe = asyncio.Lock()
 
     def _drop_clients(self) -> None:
         if self.lean is not None:
@@ -456,7 +244,7 @@ class HttpJudge:
         self, status: int, body: object, fallback: str, headers: Mapping[str, str] | None
     ) -> Completion:
         """An HTTP error response, from either transport -> classify_status (redacted)."""
-        message, code = error_message(body, fallback)
+        message, code, param = error_message(body, fallback)
         return classify_status(
             status,
             self.redact(message),
@@ -464,6 +252,7 @@ class HttpJudge:
             parse_retry_after(headers),
             who=self.identity.label(),
             key_hint=self.key_hint,
+            param=param,
         )
 
     def check(self, request: ChatRequest) -> None:
@@ -494,6 +283,15 @@ class HttpJudge:
     async def complete(self, request: ChatRequest) -> Completion:
         self.check(request)
         self._on_this_loop()
+        if self.streak.rejecting and self._probe is not None:
+            # the API rejected the last request: send one at a time until it answers again,
+            # so a shape it rejects for every item stops the run within a few requests
+            async with self._probe:
+                self.streak.check()  # stopped while this one waited: it is never sent
+                return await self._complete(request)
+        return await self._complete(request)
+
+    async def _complete(self, request: ChatRequest) -> Completion:
         self.stats.requests += 1
         start = time.perf_counter()
         # what a token budget charges: ours (--tpm) or the provider's (the pacer's)
@@ -535,6 +333,7 @@ class HttpJudge:
             error=None if completion.error is None else self.redact(completion.error),
         )
         self._account(completion.usage, completion)
+        self.streak.see(completion, self.identity.label())
         return completion
 
     def _account(self, usage: Usage, completion: Completion) -> None:
@@ -542,8 +341,10 @@ class HttpJudge:
         st = self.stats
         st.input_tokens += usage.input_tokens
         st.output_tokens += usage.output_tokens
-        if not self._free:
-            st.cost_usd += cost_usd(self.identity, usage) or 0.0
+        if self.rates is None:
+            st.cost_unknown = True
+        elif self.rates is not FREE:
+            st.cost_usd += self.rates.cost(usage)
         if completion.finish_reason in ("error", "refused"):
             st.errors += 1
             log.info("%s: %s", self.identity.label(), completion.error)
