@@ -6,7 +6,7 @@ answers are stored (`Completion.is_answer`): errors, refusals, empty and cut-off
 again next time. WAL mode + busy timeout + retry on SQLITE_BUSY let several processes share one
 directory; `INSERT OR IGNORE` keeps the first answer when two processes race on the same key.
 Keys a process is buying are claimed in the same file (`claim`): another process on the same
-cache waits for them instead of paying again; a dead owner's claims lapse (see `_owner_alive`).
+cache waits for them instead of paying again; a dead owner's claims lapse (see `judges.cache_owners`).
 
 Errors name what is wrong (disk full, read-only, a damaged file, one bad row) and never advise
 deleting the file: it holds every paid answer. A row that does not decode is moved to
@@ -18,122 +18,47 @@ import contextlib
 import json
 import logging
 import os
-import random
 import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-import orjson
-
+from . import cache_upkeep as upkeep
 from .base import Completion, JudgeIdentity
-from .errors import UserError
+from .cache_db import (
+    CACHE_FILE,
+    DECODES,
+    SCHEMA_VERSION,
+    CacheError,
+    connect,
+    connect_read_only,
+    default_cache_dir,
+    loads,
+    retry,
+    unusable,
+)
+from .cache_owners import LEASE_S, Claimed, new_owner, owner_alive, process_start
+from .cache_upkeep import CacheStats
+
+__all__ = [
+    "CACHE_FILE",
+    "LEASE_S",
+    "SCHEMA_VERSION",
+    "CacheError",
+    "CacheStats",
+    "CacheStore",
+    "Claimed",
+    "default_cache_dir",
+]
 
 log = logging.getLogger(__name__)
 
-CACHE_FILE = "completions.sqlite"
-SCHEMA_VERSION = 1
 _CHUNK = 500  # keys per SELECT ... IN (...): under SQLite's variable limit
 _T = TypeVar("_T")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS completions (
-    key        TEXT PRIMARY KEY,
-    judge      TEXT NOT NULL,
-    provider   TEXT NOT NULL,
-    model      TEXT NOT NULL,
-    base_url   TEXT NOT NULL,
-    completion TEXT NOT NULL,
-    created_at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS completions_judge ON completions (judge, created_at);
-CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS owners (
-    owner     TEXT PRIMARY KEY,
-    host      TEXT NOT NULL,
-    pid       INTEGER NOT NULL,
-    started   TEXT NOT NULL,
-    heartbeat REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS bad_completions (
-    key TEXT NOT NULL, completion BLOB, problem TEXT NOT NULL, moved_at REAL NOT NULL
-);
-"""
-# a cheap test in SQL for rows `Completion.from_dict` can read (the rare row that passes it and
-# still does not decode is caught when it is read)
-_DECODES = (
-    "CASE WHEN typeof(completion) != 'text' OR NOT json_valid(completion) THEN 0 "
-    "ELSE json_type(completion, '$.text') = 'text' END"
-)
-LEASE_S = 60.0  # a claim whose owner has not been heard of for this long is free again
-
-
-def _process_start(pid: int) -> str:
-    """When process `pid` started (Linux clock ticks), so a recycled pid is not taken for the
-    owner; '' where /proc does not say."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError):
-        return ""
-
-
-def _owner_alive(host: str, pid: int, started: str) -> bool:
-    """On this host a claim's owner is checked directly (a killed run frees its keys at once);
-    on another host only its heartbeat tells."""
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return not started or _process_start(pid) == started
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """What `CacheStore.claim` found for some keys."""
-
-    mine: list[str]  # this process buys these now
-    cached: list[str]  # answered meanwhile (by another process)
-    others: list[str]  # another live process is buying these
-
-
-def _loads(raw: str) -> Any:
-    # orjson reads ~3x faster; json also reads the NaN/Infinity a logprob may hold
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return json.loads(raw)
-
-
-class CacheError(UserError):
-    """The cache file cannot be used as it is."""
-
-
-def _errname(e: BaseException) -> str:
-    return str(getattr(e, "sqlite_errorname", "") or "")
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("RMB_CACHE_DIR") or "cache")
-
-
-@dataclass(frozen=True, slots=True)
-class CacheStats:
-    path: Path
-    entries: int
-    size_bytes: int
-    # judge label -> (entries, oldest created_at, newest created_at)
-    per_judge: dict[str, tuple[int, float, float]] = field(default_factory=dict)
 
 
 class CacheStore:
@@ -162,7 +87,7 @@ class CacheStore:
                 raise CacheError(
                     f"{self.directory}: no cache here (no {CACHE_FILE}); pass --cache-dir DIR"
                 )
-            self._db = self._connect_read_only()
+            self._db = connect_read_only(self.path)
             return
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -171,103 +96,20 @@ class CacheStore:
                 f"{self.directory}: cannot create the cache directory: {e.strerror or e}; "
                 "pass --cache-dir DIR"
             ) from None
-        self._db = self._connect()
+        self._db = connect(self.path, self._busy_timeout_s)
 
     # ------------------------------------------------------------------ set-up
 
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            db = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout_s,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
-            # switching a new file to WAL takes a lock that busy_timeout does not wait for:
-            # a second process creating the same cache at that moment retries, not fails
-            mode = self._retry(lambda: db.execute("PRAGMA journal_mode=WAL").fetchone()[0])
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"journal_mode is {mode}, not wal")
-            # WAL + NORMAL: a commit survives a killed process (only an OS crash can lose it)
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._retry(lambda: db.executescript(_SCHEMA))
-            row = db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
-            if row is None:
-                self._retry(
-                    lambda: db.execute(
-                        "INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-                    )
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise CacheError(
-                    f"{self.path}: written by a newer rmb-judge (cache schema {row[0]}); upgrade, "
-                    "or pass --cache-dir to use another cache"
-                )
-        except sqlite3.DatabaseError as e:
-            raise self._unusable(e) from None
-        return db
-
-    def _connect_read_only(self) -> sqlite3.Connection:
-        uri = self.path.resolve().as_uri()
-        try:
-            try:
-                db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
-                db.execute("PRAGMA busy_timeout=5000")
-                db.execute("SELECT 1 FROM sqlite_master").fetchall()
-            except sqlite3.OperationalError:
-                # a WAL file needs a writable -shm beside it; with no writer possible (read-only
-                # directory or disk) the file is read as it is
-                db = sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
-            row = db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
-            if row is not None and int(row[0]) > SCHEMA_VERSION:
-                raise CacheError(
-                    f"{self.path}: written by a newer rmb-judge (cache schema {row[0]}); upgrade"
-                )
-        except sqlite3.DatabaseError as e:
-            raise self._unusable(e) from None
-        return db
-
     def _unusable(self, e: BaseException) -> CacheError:
-        """A one-line error that says what is wrong; never advice that loses paid answers."""
-        name, where = _errname(e), self.path
-        if name == "SQLITE_FULL":
-            return CacheError(
-                f"{where}: the disk holding the cache is full ({e}); free some space there and "
-                "rerun (the answers already stored are safe), or pass --cache-dir DIR"
-            )
-        if name.startswith("SQLITE_READONLY") or (
-            name.startswith("SQLITE_CANTOPEN") and not self._writable()
-        ):
-            return CacheError(
-                f"{where}: the cache is read-only ({e}); a run needs to write answers there: "
-                "make it writable or pass --cache-dir DIR (`rmb report` and `rmb cache stats` "
-                "read it as it is)"
-            )
-        if name.startswith("SQLITE_IOERR"):
-            return CacheError(f"{where}: cannot read or write the cache file ({e}); check the disk")
-        return CacheError(
-            f"{where}: the cache file is damaged or not a cache ({e}); `rmb cache check "
-            f"--cache-dir {self.directory}` says what is wrong and `rmb cache export` saves what "
-            "still reads; to start afresh move that file aside (it holds paid answers) or pass "
-            "--cache-dir DIR"
-        )
+        return unusable(self.path, e)
 
-    def _writable(self) -> bool:
-        target = self.path if self.path.exists() else self.directory
-        return os.access(target, os.W_OK)
-
-    def _retry(self, fn: Callable[[], _T], attempts: int = 8) -> _T:
-        """Run fn, retrying when another process holds the write lock past the busy timeout."""
-        for attempt in range(attempts):
-            try:
+    def _guarded(self, fn: Callable[[], _T]) -> _T:
+        """fn under the lock, SQLite's errors told as one-line `CacheError`s."""
+        try:
+            with self._lock:
                 return fn()
-            except sqlite3.OperationalError as e:
-                msg = str(e).lower()
-                if ("locked" not in msg and "busy" not in msg) or attempt == attempts - 1:
-                    raise
-                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
-        raise AssertionError("unreachable")
+        except sqlite3.DatabaseError as e:
+            raise self._unusable(e) from None
 
     def _fetchall(self, sql: str, args: Sequence[Any]) -> list[Any]:
         return self._db.execute(sql, args).fetchall()
@@ -298,7 +140,7 @@ class CacheStore:
             decoded = []
             for key, raw in rows:
                 try:
-                    decoded.append((key, Completion.from_dict(_loads(raw))))
+                    decoded.append((key, Completion.from_dict(loads(raw))))
                 except (ValueError, KeyError, TypeError, AttributeError) as e:
                     self._set_aside([key], f"does not decode: {e}")
             yield from decoded
@@ -332,7 +174,7 @@ class CacheStore:
     def present(self, keys: Iterable[str]) -> set[str]:
         """Which of those keys have an answer stored (nothing is decoded)."""
         out: set[str] = set()
-        for chunk, rows in self._select(f"key, {_DECODES}", keys):
+        for chunk, rows in self._select(f"key, {DECODES}", keys):
             found = {key for key, ok in rows if ok}
             if bad := [key for key, ok in rows if not ok]:
                 self._set_aside(bad, "not a stored completion")
@@ -350,11 +192,7 @@ class CacheStore:
             yield chunk, self._read(sql, chunk)
 
     def _read(self, sql: str, args: Sequence[Any]) -> list[Any]:
-        try:
-            with self._lock:
-                return self._retry(partial(self._fetchall, sql, args))
-        except sqlite3.DatabaseError as e:
-            raise self._unusable(e) from None
+        return self._guarded(partial(retry, partial(self._fetchall, sql, args)))
 
     def get(self, key: str) -> Completion | None:
         return self.get_many([key]).get(key)
@@ -413,18 +251,14 @@ class CacheStore:
     def _write(self, fn: Callable[[], _T]) -> _T:
         if self.read_only:
             raise CacheError(f"{self.path}: opened read-only; nothing can be stored")
-        try:
-            with self._lock:
-                return self._retry(fn)
-        except sqlite3.DatabaseError as e:
-            raise self._unusable(e) from None
+        return self._guarded(partial(retry, fn))
 
     # ------------------------------------------------------------------ claims
 
     def claim(self, keys: Sequence[str]) -> Claimed:
         """Claim the keys no one has answered or is buying, for this process to buy; the
         claims last until `put_many` stores (or drops) their answers, `release`, or `close`."""
-        me = self._owner or self._new_owner()
+        me = self._owner or new_owner()
         now = time.time()
 
         def run() -> Claimed:
@@ -432,14 +266,14 @@ class CacheStore:
                 self._reap(now)
                 self._db.execute(
                     "INSERT OR REPLACE INTO owners VALUES (?,?,?,?,?)",
-                    (me, socket.gethostname(), os.getpid(), _process_start(os.getpid()), now),
+                    (me, socket.gethostname(), os.getpid(), process_start(os.getpid()), now),
                 )
                 cached: set[str] = set()
                 held: set[str] = set()
                 for i in range(0, len(keys), _CHUNK):
                     chunk = keys[i : i + _CHUNK]
                     marks = ",".join("?" * len(chunk))
-                    sql = f"SELECT key FROM completions WHERE key IN ({marks}) AND {_DECODES}"
+                    sql = f"SELECT key FROM completions WHERE key IN ({marks}) AND {DECODES}"
                     cached.update(k for (k,) in self._db.execute(sql, chunk))
                     sql = f"SELECT key FROM claims WHERE key IN ({marks}) AND owner != ?"
                     held.update(k for (k,) in self._db.execute(sql, (*chunk, me)))
@@ -452,16 +286,13 @@ class CacheStore:
         self._owner = me
         return self._write(run)
 
-    def _new_owner(self) -> str:
-        return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(64):016x}"
-
     def _reap(self, now: float) -> None:
         """Free the claims of owners that died (same host) or went silent (LEASE_S)."""
         dead = [
             owner
             for owner, host, pid, started, beat in self._db.execute("SELECT * FROM owners")
             if owner != self._owner
-            and (beat < now - LEASE_S or not _owner_alive(host, pid, started))
+            and (beat < now - LEASE_S or not owner_alive(host, pid, started))
         ]
         for owner in dead:
             self._db.execute("DELETE FROM claims WHERE owner = ?", (owner,))
@@ -497,57 +328,18 @@ class CacheStore:
     # ------------------------------------------------------------------ maintenance
 
     def stats(self) -> CacheStats:
-        try:
-            with self._lock:
-                rows = self._db.execute(
-                    "SELECT judge, COUNT(*), MIN(created_at), MAX(created_at) FROM completions "
-                    "GROUP BY judge ORDER BY judge"
-                ).fetchall()
-        except sqlite3.DatabaseError as e:
-            raise self._unusable(e) from None
+        per = self._guarded(partial(upkeep.per_judge, self._db))
         size = sum(
             p.stat().st_size
             for p in (self.path, self.path.with_name(CACHE_FILE + "-wal"))
             if p.exists()
         )
-        per = {j: (n, lo, hi) for j, n, lo, hi in rows}
         return CacheStats(self.path, sum(n for n, _, _ in per.values()), size, per)
 
     def export(self, fh: IO[str], *, judge: str | None = None) -> int:
         """Every entry as one JSON line (key, judge, provider, model, base_url, created_at,
         completion). Returns the number of lines written."""
-        sql = (
-            "SELECT key, judge, provider, model, base_url, created_at, completion FROM completions"
-        )
-        args: tuple[Any, ...] = ()
-        if judge is not None:
-            sql += " WHERE judge = ?"
-            args = (judge,)
-        n = 0
-        try:
-            with self._lock:
-                for key, j, prov, model, url, created, raw in self._db.execute(
-                    sql + " ORDER BY created_at", args
-                ):
-                    fh.write(
-                        json.dumps(
-                            {
-                                "key": key,
-                                "judge": j,
-                                "provider": prov,
-                                "model": model,
-                                "base_url": url,
-                                "created_at": created,
-                                "completion": json.loads(raw),
-                            },
-                            ensure_ascii=False,
-                        )
-                        + "\n"
-                    )
-                    n += 1
-        except sqlite3.DatabaseError as e:
-            raise self._unusable(e) from None
-        return n
+        return self._guarded(partial(upkeep.export, self._db, fh, judge))
 
     def prune(
         self, *, judge: str | None = None, older_than_s: float | None = None, dry_run: bool = False
@@ -555,42 +347,22 @@ class CacheStore:
         """Delete entries of one judge label and/or older than N seconds (both: both must hold).
         With neither, nothing is deleted. Returns the number deleted (`dry_run`: the number
         that would be, deleting nothing)."""
-        where: list[str] = []
-        args: list[Any] = []
-        if judge is not None:
-            where.append("judge = ?")
-            args.append(judge)
-        if older_than_s is not None:
-            where.append("created_at < ?")
-            args.append(time.time() - older_than_s)
+        where, args = upkeep.prune_where(judge, older_than_s)
         if not where:
             return 0
         if dry_run:
-            sql = "SELECT COUNT(*) FROM completions WHERE " + " AND ".join(where)
+            sql = "SELECT COUNT(*) FROM completions WHERE " + where
             return int(self._read(sql, args)[0][0])
-        sql = "DELETE FROM completions WHERE " + " AND ".join(where)
-        try:
-            with self._lock:
-                n = self._retry(lambda: self._db.execute(sql, args).rowcount)
-                self._retry(lambda: self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
-        except sqlite3.DatabaseError as e:
-            raise self._unusable(e) from None
-        return int(n)
+        sql = "DELETE FROM completions WHERE " + where
+
+        def delete() -> int:
+            n = retry(lambda: self._db.execute(sql, args).rowcount)
+            retry(lambda: self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+            return int(n)
+
+        return self._guarded(delete)
 
     def check(self) -> list[str]:
         """Problems found by SQLite's integrity check and by decoding every stored completion;
         an empty list means the cache is sound."""
-        problems: list[str] = []
-        try:
-            with self._lock:
-                res = [r[0] for r in self._db.execute("PRAGMA integrity_check").fetchall()]
-                if res != ["ok"]:
-                    problems += [f"sqlite: {r}" for r in res]
-                for key, raw in self._db.execute("SELECT key, completion FROM completions"):
-                    try:
-                        Completion.from_dict(_loads(raw))
-                    except (ValueError, KeyError, TypeError) as e:
-                        problems.append(f"entry {key}: completion does not decode ({e})")
-        except sqlite3.DatabaseError as e:
-            raise self._unusable(e) from None
-        return problems
+        return self._guarded(partial(upkeep.check, self._db))
