@@ -16,7 +16,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from benchmark.options import KIND_WORDS, Kind, fields_in, kinds, valid_kind
+from benchmark.option_meta import KIND_WORDS, Kind, valid_kind
+from benchmark.options import fields_in, kinds
 from judges.errors import UserError
 
 

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmark.options import Kind, Opt, RunOptions, check_value, defaults, fields_in, kinds
+from benchmark.option_meta import Kind, Opt, check_value
+from benchmark.options import RunOptions, defaults, fields_in, kinds
 from judges.errors import UserError
 
 _ARG_TYPES: dict[Kind, Any] = {"int": int, "number": float}
