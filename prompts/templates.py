@@ -24,17 +24,13 @@ in `_common.j2` (`transcript`, `answers`) can be imported by any template.
 
 A template is untrusted code, and what it renders goes to a judge, the cache and reports: it may
 import or include only `.j2` files inside its own folder (symlinks resolved; nothing outside) and
-the built-ins; a render has a deadline (`RENDER_DEADLINE_S`) and its output and every string it
-builds a size cap (`MAX_PROMPT_CHARS`); every problem is a one-line TemplateError.
+the built-ins; a render has a deadline and its output and every string it builds a size cap (see
+`prompts.sandbox`); every problem is a one-line TemplateError.
 """
 
 from __future__ import annotations
 
-import contextvars
-import functools
 import hashlib
-import math
-import time
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,13 +39,13 @@ from typing import Any, Literal, Protocol, TypeVar, get_args
 
 import jinja2
 import jinja2.meta
-from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
 from judges.base import REASONING_OPTIONS, Message
-from judges.errors import UserError
 
 from .parsers import PARSER_MODES
+from .sandbox import RenderLimit, bounded_join, environment, read_source, render_deadline
+from .sandbox import TemplateError as TemplateError  # defined beside the sandbox that raises it
 
 T = TypeVar("T")
 Mode = Literal["pairwise", "listwise", "pointwise"]
@@ -63,9 +59,6 @@ _REASONING: dict[str, type] = {
     k: dict if k in ("chat_template_kwargs", "extra_body") else str for k in REASONING_OPTIONS
 }
 _OPTIONAL.update(_REASONING)
-RENDER_DEADLINE_S = 5.0  # one prompt; real templates take well under a millisecond
-MAX_PROMPT_CHARS = 8_000_000  # ~2M tokens: more than any judge's context
-MAX_TEMPLATE_BYTES = 1_000_000  # a template file or one it imports
 
 
 class CategoryLike(Protocol):
@@ -79,10 +72,6 @@ class CategoryLike(Protocol):
     def task(self) -> str: ...
     @property
     def scenario(self) -> str: ...
-
-
-class TemplateError(UserError):
-    """A template that cannot be used: unknown, malformed, unsafe or inconsistent."""
 
 
 def display_labels(mode: Mode, n: int) -> list[str]:
@@ -182,16 +171,13 @@ def _render_parts(tpl: jinja2.Template, variables: dict[str, Any]) -> dict[str, 
     """The system and user blocks, and what the file renders outside them ("outside"), from one
     pass over the whole file (so top-level imports, macros and sets reach the blocks): each
     block's function is wrapped to keep a copy of what it yields."""
-    token = _deadline.set(time.monotonic() + RENDER_DEADLINE_S)
-    try:
+    with render_deadline():
         ctx = tpl.new_context(variables)
         parts = {"system": "", "user": ""}
         for name in parts:
             if name in ctx.blocks:
                 ctx.blocks[name][0] = _capture(ctx.blocks[name][0], name, parts)
-        whole = _bounded_join(tpl.root_render_func(ctx))
-    finally:
-        _deadline.reset(token)
+        whole = bounded_join(tpl.root_render_func(ctx))
     for text in parts.values():
         whole = whole.replace(text, "", 1)
     return {**parts, "outside": whole.strip()}
@@ -201,163 +187,13 @@ def _capture(
     block: Callable[[Any], Iterator[str]], name: str, into: dict[str, str]
 ) -> Callable[[Any], Iterator[str]]:
     def render(context: Any) -> Iterator[str]:
-        into[name] = _bounded_join(block(context))
+        into[name] = bounded_join(block(context))
         yield into[name]
 
     return render
 
 
-# ---------------------------------------------------------------- bounds on rendering
-
-_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("render_deadline", default=0.0)
-
-
-class RenderLimit(Exception):
-    """A render ran past its deadline or built too much text."""
-
-
-def _tick() -> None:
-    end = _deadline.get()
-    if end and time.monotonic() > end:
-        raise RenderLimit(f"still rendering after {RENDER_DEADLINE_S:g} s (a runaway loop?)")
-
-
-def _bounded(value: Any) -> Any:
-    if isinstance(value, str | list | tuple | bytes) and len(value) > MAX_PROMPT_CHARS:
-        raise RenderLimit(f"builds a value of {len(value):,} items (cap {MAX_PROMPT_CHARS:,})")
-    return value
-
-
-def _bounded_join(chunks: Iterator[str]) -> str:
-    out, size = [], 0
-    for chunk in chunks:
-        size += len(chunk)
-        if size > MAX_PROMPT_CHARS:
-            raise RenderLimit(f"renders more than {MAX_PROMPT_CHARS:,} characters")
-        _tick()
-        out.append(chunk)
-    return "".join(out)
-
-
-def _small_ints(args: Sequence[Any], kwargs: dict[str, Any]) -> None:
-    # a width or count argument (center(10**9), "x".ljust(...)) would allocate before any check
-    for a in (*args, *kwargs.values()):
-        if isinstance(a, int) and not isinstance(a, bool) and abs(a) > MAX_PROMPT_CHARS:
-            raise RenderLimit(f"passes {a:.3g} to a function or filter (cap {MAX_PROMPT_CHARS:,})")
-
-
-def _power(left: Any, right: Any) -> Any:
-    ints = isinstance(left, int) and isinstance(right, int)
-    # a number of thousands of digits: slow to compute, and Python refuses to print it
-    if ints and abs(left) > 1 and right > 0 and right * math.log2(abs(left)) > 4096:
-        raise RenderLimit(f"computes {left:.3g} ** {right}, a number too large to print")
-    return left**right
-
-
-def _times(left: Any, right: Any) -> Any:
-    for seq, n in ((left, right), (right, left)):
-        if isinstance(seq, str | list | tuple) and isinstance(n, int):
-            _bounded_size(len(seq) * n)
-    return left * right
-
-
-def _bounded_size(n: int) -> None:
-    if n > MAX_PROMPT_CHARS:
-        raise RenderLimit(f"builds a value of {n:,} items (cap {MAX_PROMPT_CHARS:,})")
-
-
-class _Sandbox(SandboxedEnvironment):
-    """Jinja's sandbox (no attribute escapes) plus bounds: the deadline is checked at every
-    call, attribute and item access; `*` and `**` are checked before they run (this also keeps
-    the compiler from folding `10**10**10` at load); results are size-capped."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, op: str, left: Any, right: Any) -> Any:
-        _tick()
-        if op == "**":
-            return _power(left, right)
-        if op == "*":
-            return _times(left, right)
-        return super().call_binop(context, op, left, right)
-
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        _tick()
-        _small_ints(args, kwargs)
-        return _bounded(super().call(__context, __obj, *args, **kwargs))
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        _tick()
-        return _bounded(super().getattr(obj, attribute))
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        _tick()
-        return _bounded(super().getitem(obj, argument))
-
-
-def _bounded_filter(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)  # keeps jinja's pass_context/pass_environment marks
-    def run(*args: Any, **kwargs: Any) -> Any:
-        _tick()
-        _small_ints(args[1:], kwargs)
-        return _bounded(fn(*args, **kwargs))
-
-    return run
-
-
 # ---------------------------------------------------------------- loading and validation
-
-
-class _FolderLoader(jinja2.BaseLoader):
-    """`.j2` files inside the given folders only: a name with `..`, a symlink or anything else
-    that resolves outside its folder is refused (a `helpers.j2 -> ~/.aws/credentials` would
-    send the secret to the judge, the cache and every report)."""
-
-    def __init__(self, folders: Sequence[Path]) -> None:
-        self.folders = [f.resolve() for f in folders]
-
-    def get_source(
-        self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str, Callable[[], bool]]:
-        if not template.endswith(".j2"):
-            raise TemplateError(f"imports {template!r}: only .j2 files can be imported")
-        pieces = split_template_path(template)  # TemplateNotFound on '..'
-        for folder in self.folders:
-            path = folder.joinpath(*pieces)
-            if not path.exists() and not path.is_symlink():
-                continue
-            real = path.resolve()
-            if not real.is_relative_to(folder) or not real.is_file():
-                raise TemplateError(
-                    f"imports {template!r}, which leads outside {folder} (a symlink?); only .j2 "
-                    "files inside the template's folder and the built-ins can be imported"
-                )
-            return _read_source(real, template), str(real), lambda: True
-        raise jinja2.TemplateNotFound(template)
-
-
-def _read_source(path: Path, where: str) -> str:
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_TEMPLATE_BYTES + 1)
-        if len(data) > MAX_TEMPLATE_BYTES:
-            raise TemplateError(f"{where}: larger than {MAX_TEMPLATE_BYTES:,} bytes")
-        return data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise TemplateError(f"{where}: cannot read: {e}") from None
-
-
-def _environment(search: Path) -> SandboxedEnvironment:
-    # the template's own folder first, then the built-ins (for `{% import "_common.j2" %}`)
-    env = _Sandbox(
-        loader=_FolderLoader([search, BUILTIN_DIR]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-    env.filters = {name: _bounded_filter(f) for name, f in env.filters.items()}
-    return env
 
 
 def _front_matter(source: str, where: str) -> dict[str, Any]:
@@ -440,18 +276,16 @@ def _one_line(text: str, limit: int = 300) -> str:
 def _from_source(source: str, path: Path | None, where: str) -> Template:
     meta = _front_matter(source, where)
     _check_parser(meta, where)
-    env = _environment(path.parent if path else BUILTIN_DIR)
-    token = _deadline.set(time.monotonic() + RENDER_DEADLINE_S)
+    env = environment(path.parent if path else BUILTIN_DIR, BUILTIN_DIR)
     try:
-        compiled = env.from_string(source)
+        with render_deadline():
+            compiled = env.from_string(source)
     except jinja2.TemplateSyntaxError as e:
         raise TemplateError(f"{where}: line {e.lineno}: {_one_line(e.message or str(e))}") from None
     except (Exception, RecursionError) as e:  # a constant Jinja cannot print, nesting too deep
         raise TemplateError(
             f"{where}: cannot compile: {type(e).__name__}: {_one_line(str(e))}"
         ) from None
-    finally:
-        _deadline.reset(token)
     if "user" not in compiled.blocks:
         raise TemplateError(f"{where}: no {{% block user %}} ... {{% endblock %}}")
     template = Template(
@@ -520,7 +354,7 @@ def load_template(name_or_path: str) -> Template:
         raise TemplateError(
             f"unknown template {name_or_path!r}; built-in: {known}; or give a path to a .j2 file"
         )
-    source = _read_source(path, str(path))
+    source = read_source(path, str(path))
     template = _from_source(source, path.resolve(), str(path))
     if path == builtin and template.name != path.stem:
         raise TemplateError(

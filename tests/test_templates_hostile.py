@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_prompts import HEADER, _cat, write
 
-import prompts.templates as templates
+import prompts.sandbox as sandbox
 from judges.base import Message
 from prompts.templates import TemplateError, load_template
 
@@ -90,7 +90,7 @@ def test_huge_values_are_refused_in_one_line(tmp_path: Path, body: str, needle: 
 
 
 def test_a_runaway_loop_meets_the_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(templates, "RENDER_DEADLINE_S", 1.0)
+    monkeypatch.setattr(sandbox, "RENDER_DEADLINE_S", 1.0)
     body = (
         "{% for i in range(100000) %}{% for j in range(100000) %}{% for k in range(100000) %}"
         "{% endfor %}{% endfor %}{% endfor %}"
@@ -102,7 +102,7 @@ def test_a_runaway_loop_meets_the_deadline(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_output_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(templates, "MAX_PROMPT_CHARS", 100_000)
+    monkeypatch.setattr(sandbox, "MAX_PROMPT_CHARS", 100_000)
     body = "{% for i in range(100000) %}{{ responses[0].text }}{% endfor %}"
     assert "renders more than 100,000 characters" in refused(
         tmp_path, USER + body + "{% endblock %}"
