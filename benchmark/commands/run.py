@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmark.api import run
+from benchmark.api import Estimate, RunResult, run
 from benchmark.commands.flags import add_flags, from_values
 from benchmark.config import load_run_config
 from benchmark.options import RunOptions, fields_in
@@ -64,35 +64,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         resume_hint="rmb " + shlex.join(sys.argv[1:]),
     )
     if result.estimate is not None:
-        e = result.estimate
-        print(f"comparisons       {e.comparisons:>10,}")
-        print(f"distinct requests {e.requests:>10,}")
-        print(f"cache answers     {e.cached:>10,}")
-        print(f"to send           {e.requests - e.cached:>10,}")
-        print(f"input tokens      {e.input_tokens:>10,}  (estimate: characters / 4)")
-        if e.cost_input_usd is None or e.cost_max_usd is None:
-            print("cost              unknown: no price for this model (--prices FILE)")
-        else:
-            print(
-                f"cost              ${e.cost_input_usd:.4f} (input alone) to "
-                f"${e.cost_max_usd:.4f} (every answer at max tokens)"
-                + (" at batch prices (50%)" if options.batch else "")
-            )
-        print(f"run directory     {result.run_dir}  (nothing was sent)")
+        _print_estimate(result.estimate, result.run_dir, batch=options.batch)
         return 0
-    summary = (
-        f"{result.comparisons:,} comparisons, {result.requests:,} distinct requests: "
-        f"{result.cache_hits:,} from the cache, {result.sent:,} sent, {result.retries:,} retries, {result.failed:,} failed; "
-        + (
-            "cost unknown (no price for this model: --prices FILE)"
-            if result.spent_usd is None
-            else f"${result.spent_usd:.4f} spent"
-        )
-        + f"; {result.wall_s:.1f} s"
-    )
-    if result.counters.cached_input_tokens:
-        share = result.counters.cached_input_tokens / max(1, result.counters.input_tokens)
-        summary += f"; {share:.0%} of input tokens read from the provider's prompt cache"
+    summary = _summary(result)
     resume = "rmb " + shlex.join(sys.argv[1:])
     if result.status == "pending":
         print(
@@ -131,6 +105,42 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(summary)
         print(f"run: {result.run_dir}" + "".join(f"\n  {p}" for p in result.reports))
     return 0
+
+
+def _print_estimate(e: Estimate, run_dir: Path, *, batch: bool) -> None:
+    """What a dry run found: the requests it would send and what they would cost."""
+    print(f"comparisons       {e.comparisons:>10,}")
+    print(f"distinct requests {e.requests:>10,}")
+    print(f"cache answers     {e.cached:>10,}")
+    print(f"to send           {e.requests - e.cached:>10,}")
+    print(f"input tokens      {e.input_tokens:>10,}  (estimate: characters / 4)")
+    if e.cost_input_usd is None or e.cost_max_usd is None:
+        print("cost              unknown: no price for this model (--prices FILE)")
+    else:
+        print(
+            f"cost              ${e.cost_input_usd:.4f} (input alone) to "
+            f"${e.cost_max_usd:.4f} (every answer at max tokens)"
+            + (" at batch prices (50%)" if batch else "")
+        )
+    print(f"run directory     {run_dir}  (nothing was sent)")
+
+
+def _summary(result: RunResult) -> str:
+    """One line: what the run asked, sent, spent and how long it took."""
+    summary = (
+        f"{result.comparisons:,} comparisons, {result.requests:,} distinct requests: "
+        f"{result.cache_hits:,} from the cache, {result.sent:,} sent, {result.retries:,} retries, {result.failed:,} failed; "
+        + (
+            "cost unknown (no price for this model: --prices FILE)"
+            if result.spent_usd is None
+            else f"${result.spent_usd:.4f} spent"
+        )
+        + f"; {result.wall_s:.1f} s"
+    )
+    if result.counters.cached_input_tokens:
+        share = result.counters.cached_input_tokens / max(1, result.counters.input_tokens)
+        summary += f"; {share:.0%} of input tokens read from the provider's prompt cache"
+    return summary
 
 
 def failure_reasons(judged: Any, shown: int = 2) -> str:
